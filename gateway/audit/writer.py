@@ -1,0 +1,96 @@
+"""Writes audit records to a local append-only JSONL file from a background task.
+
+Handlers only `submit()` (an append to a deque, never awaited); the writer task batches records and
+appends them in a worker thread with fsync, so disk latency never reaches a request. Records are never
+dropped: when the backlog passes `queue_size`, `accepting()` turns false and the pipeline refuses new
+exchanges (`audit.on_unavailable: closed`) or serves them anyway (`open`), but what was submitted is kept.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+import os
+from pathlib import Path
+from typing import Any, BinaryIO, Protocol
+
+import orjson
+
+log = logging.getLogger(__name__)
+
+AUDIT_FILE = "audit.jsonl"
+
+
+class AuditSink(Protocol):
+    def submit(self, record: dict[str, Any]) -> None:
+        """Queue one record; must not block or raise."""
+
+    def accepting(self) -> bool:
+        """False when the backlog is over its bound (the pipeline applies `on_unavailable`)."""
+
+
+class LocalAuditWriter:
+    def __init__(self, directory: Path, queue_size: int) -> None:
+        self.path = directory / AUDIT_FILE
+        self._directory = directory
+        self._queue_size = queue_size
+        self._pending: collections.deque[dict[str, Any]] = collections.deque()
+        self._wakeup = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._file: BinaryIO | None = None
+        self.written = 0
+
+    def submit(self, record: dict[str, Any]) -> None:
+        self._pending.append(record)
+        self._wakeup.set()
+
+    def accepting(self) -> bool:
+        return len(self._pending) < self._queue_size
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._file = await loop.run_in_executor(None, self._open)
+        self._task = asyncio.create_task(self._run(), name="audit-writer")
+
+    async def close(self) -> None:
+        """Flush everything submitted so far, then stop; called last on shutdown, after requests drained."""
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+        await self._flush()
+        if self._file is not None:
+            self._file.close()
+
+    def _open(self) -> BinaryIO:
+        self._directory.mkdir(parents=True, exist_ok=True)
+        return open(self.path, "ab", buffering=0)  # noqa: SIM115 - owned for the writer's lifetime
+
+    async def _run(self) -> None:
+        while True:
+            await self._wakeup.wait()
+            self._wakeup.clear()
+            try:
+                await self._flush()
+            except OSError:
+                log.exception("audit: cannot append to %s; keeping %d records in memory", self.path, len(self._pending))
+                await asyncio.sleep(1.0)
+                self._wakeup.set()
+
+    async def _flush(self) -> None:
+        if not self._pending or self._file is None:
+            return
+        batch = list(self._pending)
+        data = b"".join(orjson.dumps(record) + b"\n" for record in batch)
+        await asyncio.get_running_loop().run_in_executor(None, self._append, data)
+        for _ in batch:  # only now are they safe: a failed write leaves them queued
+            self._pending.popleft()
+        self.written += len(batch)
+
+    def _append(self, data: bytes) -> None:
+        assert self._file is not None
+        self._file.write(data)
+        os.fsync(self._file.fileno())

@@ -1,0 +1,59 @@
+"""`gateway serve`: run the gateway (the embedded default when there is no config file)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import socket
+
+from gateway.config import load_config, with_overrides
+from gateway.config.model import GatewayConfig
+from gateway.server.supervisor import Supervisor
+from gateway.server.worker import run_worker
+
+log = logging.getLogger("gateway")
+
+
+def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    parser = commands.add_parser("serve", help="run the gateway", description=__doc__)
+    parser.add_argument("--config", help="config file (default: $GATEWAY_CONFIG or ./gateway.yaml; none: embedded default)")
+    parser.add_argument("--host", help="listen address (overrides listen.host)")
+    parser.add_argument("--port", type=int, help="listen port (overrides listen.port)")
+    parser.add_argument("--workers", type=_positive, help="worker processes sharing the port (overrides workers)")
+    parser.add_argument("--log-level", default=os.environ.get("GATEWAY_LOG_LEVEL", "INFO"), choices=("DEBUG", "INFO", "WARNING", "ERROR"))
+    parser.set_defaults(run=run)
+
+
+def _positive(value: str) -> int:
+    number = int(value)
+    if number < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return number
+
+
+def run(args: argparse.Namespace) -> int:
+    logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    config = with_overrides(load_config(args.config), args.host, args.port, args.workers)
+    _check_port_free(config)
+    if config.source == "<embedded default>":
+        log.info("no config file: embedded default (built-in mock provider, local audit in %s)", config.store.local_dir)
+    if config.workers == 1:
+        run_worker(config, reuse_port=False)
+        return 0
+    return Supervisor(config).run()
+
+
+def _check_port_free(config: GatewayConfig) -> None:
+    """Fail fast with one clear line, before any worker starts, when the address is taken.
+
+    Workers bind with SO_REUSEPORT, which would otherwise let a second gateway share a port silently.
+    """
+    host, port = config.listen.host, config.listen.port
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            raise OSError(exc.errno, f"cannot listen on {host}:{port}: {exc.strerror}") from None

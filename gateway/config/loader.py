@@ -1,0 +1,211 @@
+"""Builds a `GatewayConfig` from `gateway.yaml` (or the embedded default) and validates it whole."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+
+from gateway.config.model import (
+    AUDIT_CONTENT,
+    AUTH_MODES,
+    PROVIDER_KINDS,
+    STORE_BACKENDS,
+    AuditConfig,
+    AuthConfig,
+    GatewayConfig,
+    Limits,
+    Listen,
+    ModelRoute,
+    PoliciesConfig,
+    ProviderConfig,
+    StoreConfig,
+    Target,
+    UpstreamTimeouts,
+    embedded_default,
+)
+from gateway.config.reader import ConfigError, Section
+from gateway.config.yaml_source import YamlError, load_yaml_file
+from gateway.secret import Secret
+
+DEFAULT_CONFIG_PATH = Path("gateway.yaml")
+CONFIG_ENV = "GATEWAY_CONFIG"
+
+# Instances holding the defaults (slotted dataclasses keep no class-level default values).
+_LISTEN, _LIMITS, _POLICIES, _STORE = Listen(), Limits(), PoliciesConfig(), StoreConfig()
+
+
+def resolve_config_path(explicit: str | None) -> Path | None:
+    """`--config`, else `$GATEWAY_CONFIG`, else `./gateway.yaml` if present; None means embedded default."""
+    chosen = explicit or os.environ.get(CONFIG_ENV)
+    if chosen:
+        path = Path(chosen)
+        if not path.is_file():
+            raise ConfigError(f"{path}: config file not found")
+        return path
+    return DEFAULT_CONFIG_PATH if DEFAULT_CONFIG_PATH.is_file() else None
+
+
+def load_config(explicit: str | None = None) -> GatewayConfig:
+    path = resolve_config_path(explicit)
+    if path is None:
+        return embedded_default()
+    try:
+        data = load_yaml_file(path)
+    except YamlError as exc:
+        raise ConfigError(str(exc)) from None
+    return parse_config(data, str(path), base_dir=path.parent)
+
+
+def parse_config(data: object, source: str, base_dir: Path = Path(".")) -> GatewayConfig:
+    root = Section(data, "", source)
+    listen = _listen(root.section("listen"))
+    workers = root.integer("workers", 1, minimum=1)
+    limits = _limits(root.section("limits"))
+    providers = {name: _provider(name, section) for name, section in root.sections("providers")}
+    models = {name: _route(name, section, providers) for name, section in root.sections("models")}
+    auth = _auth(root.section("auth"))
+    policies = _policies(root.section("policies"), base_dir)
+    store = _store(root.section("store"), base_dir)
+    audit = _audit(root.section("audit"), base_dir)
+    root.finish()
+    if not models:
+        root.fail("models", "at least one model route is required")
+    return GatewayConfig(source, listen, workers, limits, providers, models, auth, policies, store, audit)
+
+
+def _listen(section: Section) -> Listen:
+    listen = Listen(host=section.str("host", _LISTEN.host), port=section.integer("port", _LISTEN.port))
+    if listen.port > 65535:
+        section.fail("port", f"must be at most 65535 (got {listen.port})")
+    section.finish()
+    return listen
+
+
+def _limits(section: Section) -> Limits:
+    limits = Limits(
+        max_body_bytes=section.integer("max_body_bytes", _LIMITS.max_body_bytes, minimum=1),
+        request_timeout_s=section.number("request_timeout_s", _LIMITS.request_timeout_s, minimum=0.001),
+        drain_timeout_s=section.number("drain_timeout_s", _LIMITS.drain_timeout_s),
+        upstream_connections=section.integer("upstream_connections", _LIMITS.upstream_connections, minimum=1),
+    )
+    section.finish()
+    return limits
+
+
+def _timeouts(section: Section) -> UpstreamTimeouts:
+    defaults = UpstreamTimeouts()
+    timeouts = UpstreamTimeouts(
+        connect_s=section.number("connect_s", defaults.connect_s, minimum=0.001),
+        first_byte_s=section.number("first_byte_s", defaults.first_byte_s, minimum=0.001),
+        idle_s=section.number("idle_s", defaults.idle_s, minimum=0.001),
+    )
+    section.finish()
+    return timeouts
+
+
+def _provider(name: str, section: Section) -> ProviderConfig:
+    kind = section.choice("kind", PROVIDER_KINDS)
+    if kind == "openai":
+        base_url = section.str("base_url").rstrip("/")
+        if not base_url.startswith(("http://", "https://")):
+            section.fail("base_url", f"must be an http:// or https:// URL (got {base_url!r})")
+        api_key = section.str("api_key", None)
+        provider = ProviderConfig(
+            name=name,
+            kind=kind,
+            base_url=base_url,
+            api_key=Secret(api_key) if api_key else None,
+            headers=section.string_map("headers"),
+            timeouts=_timeouts(section.section("timeouts")),
+        )
+        if any(header.lower() == "authorization" for header in provider.headers):
+            section.fail("headers", "set the provider key with api_key, not an Authorization header")
+    else:
+        provider = ProviderConfig(
+            name=name,
+            kind=kind,
+            latency_ms=section.number("latency_ms", 0.0),
+            chunk_delay_ms=section.number("chunk_delay_ms", 0.0),
+        )
+    section.finish()
+    return provider
+
+
+def _route(name: str, section: Section, providers: dict[str, ProviderConfig]) -> ModelRoute:
+    def target(entry: Section) -> Target:
+        provider = entry.str("provider")
+        if provider not in providers:
+            known = ", ".join(sorted(providers)) or "none configured"
+            entry.fail("provider", f"unknown provider {provider!r} (known: {known})")
+        found = Target(provider=provider, model=entry.str("model", name))
+        entry.finish()
+        return found
+
+    targets = tuple(section.items("targets", target))
+    if not targets:
+        section.fail("targets", "at least one target is required")
+    if len(targets) > 1 or section.has("retry"):
+        # Fallback chains and retries arrive with the router (see README, "Roadmap"). Refusing is safer
+        # than starting with a config whose failover would silently never happen.
+        section.fail("targets" if len(targets) > 1 else "retry", "fallback chains and retries are not supported by this version; configure one target")
+    route = ModelRoute(name=name, targets=targets, timeout_s=section.number("timeout_s", None, minimum=0.001))
+    section.finish()
+    return route
+
+
+def _auth(section: Section) -> AuthConfig:
+    mode = section.choice("mode", AUTH_MODES, "none")
+    if mode != "none":
+        section.fail("mode", f"{mode!r} is not supported by this version; only 'none' (see README, \"Roadmap\")")
+    section.finish()
+    return AuthConfig(mode=mode)
+
+
+def _policies(section: Section, base_dir: Path) -> PoliciesConfig:
+    policies = PoliciesConfig(
+        dir=base_dir / section.str("dir", str(_POLICIES.dir)),
+        reload=section.choice("reload", ("watch", "off"), _POLICIES.reload),
+    )
+    section.finish()
+    return policies
+
+
+def _store(section: Section, base_dir: Path) -> StoreConfig:
+    backend = section.choice("backend", STORE_BACKENDS, _STORE.backend)
+    if backend != "local":
+        section.fail("backend", "'redis' is not supported by this version; only 'local' (see README, \"Roadmap\")")
+    store = StoreConfig(
+        backend=backend,
+        local_dir=base_dir / section.str("local_dir", str(_STORE.local_dir)),
+        redis_url=section.str("redis_url", _STORE.redis_url),
+        key_prefix=section.str("key_prefix", _STORE.key_prefix),
+    )
+    section.finish()
+    return store
+
+
+def _audit(section: Section, base_dir: Path) -> AuditConfig:
+    defaults = AuditConfig()
+    hmac_key = section.str("hmac_key", None)
+    audit = AuditConfig(
+        stream=section.str("stream", defaults.stream),
+        maxlen=section.integer("maxlen", defaults.maxlen, minimum=1),
+        spool_dir=base_dir / section.str("spool_dir", str(defaults.spool_dir)),
+        content=section.choice("content", AUDIT_CONTENT, defaults.content),
+        hmac_key=Secret(hmac_key) if hmac_key else None,
+        on_unavailable=section.choice("on_unavailable", ("closed", "open"), defaults.on_unavailable),
+        queue_size=section.integer("queue_size", defaults.queue_size, minimum=1),
+    )
+    section.finish()
+    return audit
+
+
+def with_overrides(config: GatewayConfig, host: str | None, port: int | None, workers: int | None) -> GatewayConfig:
+    """Apply `gateway serve --host/--port/--workers`, which win over the file."""
+    listen = dataclasses.replace(
+        config.listen,
+        host=host if host is not None else config.listen.host,
+        port=port if port is not None else config.listen.port,
+    )
+    return dataclasses.replace(config, listen=listen, workers=workers or config.workers)

@@ -1,0 +1,123 @@
+"""The validated configuration: frozen value objects built once at start-up and shared read-only."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from gateway.secret import Secret
+
+PROVIDER_KINDS = ("openai", "mock")
+AUTH_MODES = ("none", "api_key", "jwt")
+STORE_BACKENDS = ("local", "redis")
+AUDIT_CONTENT = ("none", "hmac", "redacted", "full")
+
+
+@dataclass(frozen=True, slots=True)
+class Listen:
+    host: str = "127.0.0.1"
+    port: int = 8080
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    max_body_bytes: int = 4 * 1024 * 1024
+    request_timeout_s: float = 600.0
+    drain_timeout_s: float = 30.0  # SIGTERM: how long in-flight requests and streams may finish
+    upstream_connections: int = 1024  # pooled connections per worker, across all providers
+
+
+@dataclass(frozen=True, slots=True)
+class UpstreamTimeouts:
+    """Per-provider deadlines; the route's `timeout_s` bounds the whole attempt on top of these."""
+
+    connect_s: float = 10.0
+    first_byte_s: float = 120.0  # until the response headers arrive
+    idle_s: float = 60.0  # between two reads of the body or two stream chunks
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderConfig:
+    name: str
+    kind: str
+    base_url: str = ""
+    api_key: Secret | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+    timeouts: UpstreamTimeouts = UpstreamTimeouts()
+    # mock only: simulated latency, so benchmarks and tests can exercise slow upstreams in-process
+    latency_ms: float = 0.0
+    chunk_delay_ms: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    provider: str
+    model: str
+
+    @property
+    def label(self) -> str:
+        """How the target appears in `x-gateway-target`, metrics and audit records."""
+        return f"{self.provider}/{self.model}"
+
+
+@dataclass(frozen=True, slots=True)
+class ModelRoute:
+    name: str
+    targets: tuple[Target, ...]
+    timeout_s: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AuthConfig:
+    mode: str = "none"
+
+
+@dataclass(frozen=True, slots=True)
+class PoliciesConfig:
+    dir: Path = Path("policies")
+    reload: str = "watch"
+
+
+@dataclass(frozen=True, slots=True)
+class StoreConfig:
+    backend: str = "local"
+    local_dir: Path = Path("var")
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    key_prefix: str = "gw:"
+
+
+@dataclass(frozen=True, slots=True)
+class AuditConfig:
+    stream: str = "audit"
+    maxlen: int = 10_000_000
+    spool_dir: Path = Path("var/spool")
+    content: str = "hmac"
+    hmac_key: Secret | None = None
+    on_unavailable: str = "closed"
+    queue_size: int = 10_000
+
+
+@dataclass(frozen=True, slots=True)
+class GatewayConfig:
+    source: str = "<embedded default>"
+    listen: Listen = Listen()
+    workers: int = 1
+    limits: Limits = Limits()
+    providers: dict[str, ProviderConfig] = field(default_factory=dict)
+    models: dict[str, ModelRoute] = field(default_factory=dict)
+    auth: AuthConfig = AuthConfig()
+    policies: PoliciesConfig = PoliciesConfig()
+    store: StoreConfig = StoreConfig()
+    audit: AuditConfig = AuditConfig()
+
+
+MOCK_MODELS = ("mock-gpt", "mock-embedding")
+
+
+def embedded_default() -> GatewayConfig:
+    """What `gateway serve` runs with no config file: everything local, nothing to install or pay for."""
+    mock = ProviderConfig(name="mock", kind="mock")
+    return GatewayConfig(
+        providers={"mock": mock},
+        models={name: ModelRoute(name=name, targets=(Target("mock", name),)) for name in MOCK_MODELS},
+    )

@@ -1,0 +1,114 @@
+"""The Exchange: one object per request that carries it through the pipeline and collects what happened.
+
+Mutation rights (each stage writes only its own fields; everything else is read-only to it):
+
+| stage            | may set                                                              |
+| ---------------- | -------------------------------------------------------------------- |
+| http front       | request_id, endpoint, body, model, stream, started, client_headers   |
+| auth             | principal                                                            |
+| request policy   | body (redaction), decisions, decision, degraded                      |
+| router           | route, attempts, target, upstream_s                                  |
+| response policy  | decisions, decision, degraded (and the reply it is handed)           |
+| relay            | usage, stream_chunks, response_digest                                |
+| finish           | http_status, outcome, error                                          |
+
+The audit record and the metrics are derived from the finished Exchange, never from handler locals.
+"""
+
+from __future__ import annotations
+
+import enum
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from gateway.config.model import ModelRoute
+from gateway.errors import GatewayError
+
+
+class Endpoint(enum.Enum):
+    """An OpenAI-compatible endpoint the gateway proxies; the value is its path below the base URL."""
+
+    CHAT = "chat/completions"
+    COMPLETIONS = "completions"
+    EMBEDDINGS = "embeddings"
+
+    @property
+    def streams(self) -> bool:
+        return self is not Endpoint.EMBEDDINGS
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """Who is calling. Auth sets it; policies and audit read it."""
+
+    app: str = "anonymous"
+    tenant: str | None = None
+    sub: str | None = None
+    roles: frozenset[str] = frozenset()
+
+
+ANONYMOUS = Principal()
+
+
+@dataclass(slots=True)
+class Attempt:
+    """One call to one target, as the router saw it (audit `route` entries)."""
+
+    target: str
+    status: int | None = None
+    latency_ms: float = 0.0
+    error: str | None = None
+
+
+@dataclass(slots=True)
+class Decision:
+    """One rule that fired, in either phase (audit `decisions` entries)."""
+
+    policy: str
+    rule: str
+    phase: str
+    action: str
+    mode: str = "enforce"
+    verdict: str = ""
+    detail: str = ""
+    latency_us: float = 0.0
+
+
+@dataclass(slots=True)
+class Usage:
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+
+@dataclass(slots=True)
+class Exchange:
+    request_id: str
+    endpoint: Endpoint | None  # None for requests that never reached a model endpoint (404s)
+    body: dict[str, Any] = field(default_factory=dict)
+    model: str = ""
+    stream: bool = False
+    started: float = field(default_factory=time.perf_counter)
+    ts: float = field(default_factory=time.time)
+    principal: Principal = ANONYMOUS
+    route: ModelRoute | None = None
+    target: str | None = None
+    attempts: list[Attempt] = field(default_factory=list)
+    decisions: list[Decision] = field(default_factory=list)
+    decision: str = "allow"
+    degraded: bool = False
+    upstream_s: float = 0.0
+    policy_s: float = 0.0
+    usage: Usage | None = None
+    stream_chunks: int = 0
+    stream_parts: list[str] = field(default_factory=list)  # streamed reply text as relayed, for audit
+    response_body: bytes | None = None  # the serialised reply (non-streamed), for the audit digest
+    http_status: int = 0
+    outcome: str = "pending"
+    error: GatewayError | None = None
+
+    def elapsed_s(self) -> float:
+        return time.perf_counter() - self.started
+
+    def stream_text(self) -> str:
+        return "".join(self.stream_parts)

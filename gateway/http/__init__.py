@@ -1,0 +1,1 @@
+"""The HTTP front: aiohttp application, request parsing, handlers and the SSE relay."""

@@ -1,0 +1,72 @@
+"""The app factory: builds every component once per worker and wires them into an aiohttp application.
+
+Components are passed explicitly (no module globals); long-lived resources (the upstream connection pool,
+the audit writer) live in `cleanup_ctx` and are torn down in reverse order after requests have drained.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import aiohttp
+from aiohttp import web
+
+from gateway.audit.keys import load_or_create_hmac_key
+from gateway.audit.record import RecordBuilder, instance_id
+from gateway.audit.writer import LocalAuditWriter
+from gateway.auth import NoAuth
+from gateway.config.model import GatewayConfig
+from gateway.http.ops import OpsHandlers
+from gateway.http.proxy import ProxyHandlers
+from gateway.metrics import Metrics
+from gateway.pipeline import Pipeline
+from gateway.policy.engine import NoPolicies
+from gateway.providers import build_provider
+from gateway.routing.router import Router
+
+CONFIG = web.AppKey("config", GatewayConfig)
+PIPELINE = web.AppKey("pipeline", Pipeline)
+AUDIT_WRITER = web.AppKey("audit_writer", LocalAuditWriter)
+
+
+async def build_app(config: GatewayConfig, metrics: Metrics | None = None) -> web.Application:
+    """Must run inside the worker's event loop (the client session binds to it)."""
+    metrics = metrics or Metrics()
+    limits = config.limits
+    connector = aiohttp.TCPConnector(limit=limits.upstream_connections, limit_per_host=0, keepalive_timeout=30, ttl_dns_cache=300)
+    session = aiohttp.ClientSession(connector=connector, auto_decompress=True, skip_auto_headers=("User-Agent",))
+    providers = {name: build_provider(provider, session) for name, provider in config.providers.items()}
+    router = Router(config.models, providers, metrics, default_timeout_s=limits.request_timeout_s)
+
+    instance = instance_id()
+    hmac_key = load_or_create_hmac_key(config.audit.hmac_key, config.store.local_dir)
+    audit = LocalAuditWriter(config.store.local_dir, config.audit.queue_size)
+    records = RecordBuilder(instance, config.audit.content, hmac_key)
+    pipeline = Pipeline(
+        NoAuth(), NoPolicies(), router, audit, records, metrics, audit_fail_open=config.audit.on_unavailable == "open"
+    )
+
+    app = web.Application(client_max_size=limits.max_body_bytes, handler_args={"max_field_size": 16 * 1024})
+    app[CONFIG] = config
+    app[PIPELINE] = pipeline
+    app[AUDIT_WRITER] = audit
+
+    async def upstream_session(_: web.Application) -> AsyncIterator[None]:
+        yield
+        for provider in providers.values():
+            await provider.close()
+        await session.close()
+
+    async def audit_writer(_: web.Application) -> AsyncIterator[None]:
+        await audit.start()
+        yield
+        await audit.close()  # torn down first (reverse order): the last records flush before anything closes
+
+    app.cleanup_ctx.extend((upstream_session, audit_writer))
+
+    proxy = ProxyHandlers(pipeline, config)
+    ops = OpsHandlers(pipeline, instance)
+    app.add_routes(proxy.routes())
+    app.add_routes(ops.routes())
+    app.router.add_route("*", "/{tail:.*}", ops.not_found)
+    return app

@@ -1,0 +1,56 @@
+"""Operator endpoints: liveness, readiness, Prometheus metrics, and the OpenAI-shaped 404."""
+
+from __future__ import annotations
+
+import asyncio
+
+from aiohttp import web
+
+from gateway import __version__
+from gateway.errors import NotFound
+from gateway.exchange import Exchange
+from gateway.http.headers import error_response
+from gateway.http.request_body import request_id_of
+from gateway.pipeline import Pipeline
+
+PROMETHEUS_TEXT = "text/plain; version=0.0.4; charset=utf-8"
+
+
+class OpsHandlers:
+    def __init__(self, pipeline: Pipeline, instance: str) -> None:
+        self.pipeline = pipeline
+        self.instance = instance
+
+    def routes(self) -> list[web.RouteDef]:
+        return [
+            web.get("/healthz", self.healthz),
+            web.get("/readyz", self.readyz),
+            web.get("/metrics", self.metrics),
+        ]
+
+    async def healthz(self, request: web.Request) -> web.Response:
+        """Liveness: the event loop answers. Nothing else is checked, so a restart never fixes a dependency."""
+        return web.json_response({"status": "ok"})
+
+    async def readyz(self, request: web.Request) -> web.Response:
+        """Readiness: able to take traffic now (audit accepting records), with the live policy version."""
+        audit_ok = self.pipeline.audit.accepting()
+        body = {
+            "status": "ready" if audit_ok else "unavailable",
+            "version": __version__,
+            "instance": self.instance,
+            "policy_version": self.pipeline.policy.version,
+            "checks": {"audit": "ok" if audit_ok else "backlogged"},
+            "models": sorted(self.pipeline.router.routes),
+        }
+        return web.json_response(body, status=200 if audit_ok else 503)
+
+    async def metrics(self, request: web.Request) -> web.Response:
+        # Multiprocess mode reads one file per worker: keep that disk I/O off the event loop.
+        exposition = await asyncio.get_running_loop().run_in_executor(None, self.pipeline.metrics.exposition)
+        return web.Response(body=exposition, headers={"content-type": PROMETHEUS_TEXT})
+
+    async def not_found(self, request: web.Request) -> web.Response:
+        exchange = Exchange(request_id_of(request), None)
+        error = NotFound(f"No endpoint {request.method} {request.path} on this gateway.")
+        return error_response(error, exchange, self.pipeline.policy.version)

@@ -1,0 +1,117 @@
+"""Handlers for the OpenAI-compatible endpoints: parse, run the pipeline, answer or relay the stream."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+from aiohttp import web
+
+from gateway.config.model import GatewayConfig
+from gateway.errors import GatewayError, NotFound
+from gateway.exchange import Endpoint, Exchange
+from gateway.http.headers import JSON, error_response, gateway_headers
+from gateway.http.request_body import read_body, request_id_of
+from gateway.pipeline import Pipeline
+from gateway.providers.sse import DONE_EVENT
+from gateway.providers.base import UpstreamStream
+
+log = logging.getLogger(__name__)
+
+CLIENT_CLOSED = 499  # nginx's convention: the client went away before the answer was complete
+
+SSE_HEADERS = {"content-type": "text/event-stream; charset=utf-8", "cache-control": "no-cache", "x-accel-buffering": "no"}
+
+
+class ProxyHandlers:
+    def __init__(self, pipeline: Pipeline, config: GatewayConfig) -> None:
+        self.pipeline = pipeline
+        self.max_body_bytes = config.limits.max_body_bytes
+        self.started_at = int(time.time())
+
+    def routes(self) -> list[web.RouteDef]:
+        return [
+            web.post("/v1/chat/completions", self.chat_completions),
+            web.post("/v1/completions", self.completions),
+            web.post("/v1/embeddings", self.embeddings),
+            web.get("/v1/models", self.models),
+            web.get("/v1/models/{model}", self.model),
+        ]
+
+    async def chat_completions(self, request: web.Request) -> web.StreamResponse:
+        return await self._proxy(request, Endpoint.CHAT)
+
+    async def completions(self, request: web.Request) -> web.StreamResponse:
+        return await self._proxy(request, Endpoint.COMPLETIONS)
+
+    async def embeddings(self, request: web.Request) -> web.StreamResponse:
+        return await self._proxy(request, Endpoint.EMBEDDINGS)
+
+    async def models(self, request: web.Request) -> web.Response:
+        data = [self._model_entry(name) for name in self.pipeline.router.routes]
+        return web.json_response({"object": "list", "data": data}, headers={"x-request-id": request_id_of(request)})
+
+    async def model(self, request: web.Request) -> web.Response:
+        name = request.match_info["model"]
+        if name not in self.pipeline.router.routes:
+            exchange = Exchange(request_id_of(request), None)
+            error = NotFound(f"The model {name!r} does not exist or is not served by this gateway.", code="model_not_found", param="model")
+            return error_response(error, exchange, self.pipeline.policy.version)
+        return web.json_response(self._model_entry(name), headers={"x-request-id": request_id_of(request)})
+
+    def _model_entry(self, name: str) -> dict[str, object]:
+        return {"id": name, "object": "model", "created": self.started_at, "owned_by": "gateway"}
+
+    async def _proxy(self, request: web.Request, endpoint: Endpoint) -> web.StreamResponse:
+        pipeline = self.pipeline
+        exchange = Exchange(request_id_of(request), endpoint)
+        pipeline.metrics.in_flight.inc()
+        try:
+            try:
+                await read_body(request, exchange, self.max_body_bytes)
+                pipeline.admit(exchange, request.headers)
+                if exchange.stream:
+                    upstream = await pipeline.open_stream(exchange)
+                else:
+                    payload = await pipeline.complete(exchange)
+            except GatewayError as error:
+                pipeline.finish(exchange, error.status, "error", error)
+                return error_response(error, exchange, pipeline.policy.version)
+            except asyncio.CancelledError:
+                pipeline.finish(exchange, CLIENT_CLOSED, "client_disconnected")
+                raise
+            if exchange.stream:
+                return await self._stream(request, exchange, upstream)
+            pipeline.finish(exchange, 200, "ok")
+            return web.Response(body=payload, content_type=JSON, headers=gateway_headers(exchange, pipeline.policy.version))
+        finally:
+            pipeline.metrics.in_flight.dec()
+
+    async def _stream(self, request: web.Request, exchange: Exchange, upstream: UpstreamStream) -> web.StreamResponse:
+        """Relay an accepted stream. Failures before this point were ordinary error responses; from here
+        on the status line is sent, so a failure ends the stream with an error event and [DONE]."""
+        pipeline = self.pipeline
+        try:
+            response = web.StreamResponse(headers={**SSE_HEADERS, **gateway_headers(exchange, pipeline.policy.version)})
+            await response.prepare(request)
+            outcome, error = await self._relay(response, exchange, upstream)
+        except (ConnectionResetError, asyncio.CancelledError):
+            pipeline.finish(exchange, CLIENT_CLOSED, "client_disconnected")
+            raise
+        finally:
+            await upstream.aclose()
+        pipeline.finish(exchange, 200, outcome, error)
+        return response
+
+    async def _relay(self, response: web.StreamResponse, exchange: Exchange, upstream: UpstreamStream) -> tuple[str, GatewayError | None]:
+        try:
+            async for data in self.pipeline.relay(exchange, upstream):
+                await response.write(data)
+        except GatewayError as error:
+            log.warning("stream %s ended early: %s", exchange.request_id, error.message)
+            await response.write(b"data: " + error.body(exchange.request_id) + b"\n\n" + DONE_EVENT)
+            await response.write_eof()
+            return "stream_error", error
+        await response.write_eof()
+        return "ok", None

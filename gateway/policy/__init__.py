@@ -1,0 +1,1 @@
+"""Policy enforcement: the request and response checks every exchange passes through."""

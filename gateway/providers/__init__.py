@@ -1,0 +1,19 @@
+"""Provider adapters behind one small protocol (`base.Provider`), and the factory that builds them."""
+
+from __future__ import annotations
+
+import aiohttp
+
+from gateway.config.model import ProviderConfig
+from gateway.providers.base import Provider, StreamEvent, UpstreamCall, UpstreamStream
+from gateway.providers.mock import MockProvider
+from gateway.providers.openai import OpenAIProvider
+
+
+def build_provider(config: ProviderConfig, session: aiohttp.ClientSession) -> Provider:
+    if config.kind == "mock":
+        return MockProvider(config)
+    return OpenAIProvider(config, session)
+
+
+__all__ = ["Provider", "StreamEvent", "UpstreamCall", "UpstreamStream", "build_provider"]

@@ -1,0 +1,46 @@
+"""The provider protocol: the one small contract every model backend adapter implements.
+
+Retries, fallbacks, breakers and metrics live above it, in the router; an adapter only turns one call
+into one upstream exchange and maps its client library's failures to `gateway.errors` classes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from gateway.exchange import Endpoint
+
+StreamEvent = dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class UpstreamCall:
+    """What the router asks a provider to do: the checked body, already re-targeted to the provider's model."""
+
+    endpoint: Endpoint
+    body: dict[str, Any]
+    request_id: str
+    timeout_s: float  # the whole attempt, on top of the provider's connect/first-byte/idle timeouts
+
+
+class UpstreamStream(Protocol):
+    """An open streamed reply: events arrive as parsed JSON objects, in order, until the upstream's [DONE]."""
+
+    def __aiter__(self) -> AsyncIterator[StreamEvent]: ...
+
+    async def aclose(self) -> None:
+        """Release the upstream connection; safe to call twice, and called on client disconnect."""
+
+
+class Provider(Protocol):
+    name: str
+
+    async def send(self, call: UpstreamCall) -> dict[str, Any]:
+        """One non-streamed call; returns the provider's JSON object or raises an `UpstreamError`."""
+
+    async def open_stream(self, call: UpstreamCall) -> UpstreamStream:
+        """Start a streamed call; returns once the upstream accepted it (so early failures are plain errors)."""
+
+    async def close(self) -> None: ...

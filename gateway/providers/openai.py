@@ -1,0 +1,180 @@
+"""The `openai` provider: any OpenAI-compatible server (OpenAI, vLLM, Ollama, LM Studio, another gateway).
+
+Failures are mapped here, once, to the most specific `gateway.errors` class; nothing above this module
+sees an aiohttp exception. The provider key is revealed only into the outgoing Authorization header.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+import orjson
+
+from gateway.config.model import ProviderConfig
+from gateway.errors import (
+    GatewayError,
+    UpstreamBadResponse,
+    UpstreamConnectError,
+    UpstreamRejected,
+    UpstreamStatusError,
+    UpstreamTimeout,
+)
+from gateway.providers.base import StreamEvent, UpstreamCall
+from gateway.providers.sse import DONE, SSEDecoder
+
+MAX_ERROR_BODY_BYTES = 64 * 1024
+
+
+class OpenAIProvider:
+    def __init__(self, config: ProviderConfig, session: aiohttp.ClientSession) -> None:
+        self.name = config.name
+        self._session = session
+        self._base_url = config.base_url
+        self._timeouts = config.timeouts
+        headers = {"content-type": "application/json", **config.headers}
+        if config.api_key:
+            headers["authorization"] = f"Bearer {config.api_key.reveal()}"
+        self._headers = headers
+
+    def __repr__(self) -> str:
+        return f"OpenAIProvider(name={self.name!r}, base_url={self._base_url!r})"
+
+    async def send(self, call: UpstreamCall) -> dict[str, Any]:
+        response = await self._post(call)
+        try:
+            try:
+                raw = await response.read()
+            except asyncio.TimeoutError:
+                raise UpstreamTimeout(f"provider {self.name!r} stalled while sending its reply", code="upstream_idle_timeout") from None
+            except aiohttp.ClientError as exc:
+                raise UpstreamConnectError(f"provider {self.name!r} broke off its reply: {type(exc).__name__}") from None
+        finally:
+            response.release()
+        try:
+            body = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            raise UpstreamBadResponse(f"provider {self.name!r} answered with a body that is not JSON") from None
+        if not isinstance(body, dict):
+            raise UpstreamBadResponse(f"provider {self.name!r} answered JSON that is not an object")
+        return body
+
+    async def open_stream(self, call: UpstreamCall) -> OpenAIStream:
+        response = await self._post(call)
+        content_type = response.headers.get("content-type", "")
+        if not content_type.startswith("text/event-stream"):
+            response.release()
+            raise UpstreamBadResponse(f"provider {self.name!r} answered a stream request with {content_type or 'no content type'!r}")
+        return OpenAIStream(self.name, response, self._timeouts.idle_s)
+
+    async def close(self) -> None:
+        return None  # the session belongs to the app, which closes it
+
+    async def _post(self, call: UpstreamCall) -> aiohttp.ClientResponse:
+        """Send the request and wait for the status line and headers; non-2xx become errors here."""
+        timeouts = self._timeouts
+        timeout = aiohttp.ClientTimeout(total=call.timeout_s, sock_connect=timeouts.connect_s, sock_read=timeouts.idle_s)
+        headers = self._headers if not call.request_id else {**self._headers, "x-request-id": call.request_id}
+        url = f"{self._base_url}/{call.endpoint.value}"
+        try:
+            async with asyncio.timeout(timeouts.first_byte_s):
+                response = await self._session.post(url, data=orjson.dumps(call.body), headers=headers, timeout=timeout)
+        except TimeoutError:
+            raise UpstreamTimeout(f"provider {self.name!r} did not answer within {timeouts.first_byte_s:g}s", code="upstream_first_byte_timeout") from None
+        except aiohttp.ConnectionTimeoutError:
+            raise UpstreamTimeout(f"provider {self.name!r} did not accept a connection within {timeouts.connect_s:g}s", code="upstream_connect_timeout") from None
+        except aiohttp.ServerTimeoutError:
+            raise UpstreamTimeout(f"provider {self.name!r} did not answer in time", code="upstream_first_byte_timeout") from None
+        except aiohttp.ClientConnectorError as exc:
+            raise UpstreamConnectError(f"cannot connect to provider {self.name!r}: {exc.os_error.strerror or exc}") from None
+        except aiohttp.ClientError as exc:
+            raise UpstreamConnectError(f"provider {self.name!r} closed the connection: {type(exc).__name__}") from None
+        if response.status < 300:
+            return response
+        raise await self._status_error(response)
+
+    async def _status_error(self, response: aiohttp.ClientResponse) -> GatewayError:
+        status = response.status
+        try:
+            raw = await response.content.read(MAX_ERROR_BODY_BYTES)
+        except (aiohttp.ClientError, asyncio.TimeoutError):
+            raw = b""
+        finally:
+            response.release()
+        message = _error_message(raw) or f"HTTP {status}"
+        if status in (401, 403):
+            # The provider refused *our* key: a gateway misconfiguration, never the client's fault.
+            return UpstreamStatusError(f"provider {self.name!r} rejected the gateway's credentials (HTTP {status})", code="upstream_auth_failed")
+        if status >= 500 or status < 400:
+            return UpstreamStatusError(f"provider {self.name!r} failed with HTTP {status}: {message}", code=f"upstream_status_{status}")
+        headers = {"retry-after": response.headers["retry-after"]} if "retry-after" in response.headers else {}
+        return UpstreamRejected(status, f"provider {self.name!r}: {message}", headers=headers)
+
+
+def _error_message(raw: bytes) -> str:
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return raw[:200].decode("utf-8", "replace").strip()
+    error = body.get("error") if isinstance(body, dict) else None
+    if isinstance(error, dict) and isinstance(error.get("message"), str):
+        return error["message"]
+    if isinstance(error, str):
+        return error
+    return ""
+
+
+class OpenAIStream:
+    """Decodes the upstream's SSE body into events; every failure becomes an `UpstreamError`."""
+
+    def __init__(self, provider: str, response: aiohttp.ClientResponse, idle_s: float) -> None:
+        self._provider = provider
+        self._response = response
+        self._idle_s = idle_s
+
+    def __aiter__(self) -> AsyncIterator[StreamEvent]:
+        return self._events()
+
+    async def _events(self) -> AsyncIterator[StreamEvent]:
+        decoder = SSEDecoder()
+        content = self._response.content
+        try:
+            while True:
+                chunk = await self._read(content)
+                if not chunk:
+                    raise UpstreamConnectError(f"provider {self._provider!r} ended the stream without [DONE]", code="upstream_stream_truncated")
+                for payload in decoder.feed(chunk):
+                    if payload is DONE:
+                        return
+                    yield self._parse(payload)
+        finally:
+            self._response.release()
+
+    async def _read(self, content: aiohttp.StreamReader) -> bytes:
+        started = time.perf_counter()
+        try:
+            return await content.readany()
+        except asyncio.TimeoutError:
+            waited = time.perf_counter() - started
+            raise UpstreamTimeout(f"provider {self._provider!r} stream stalled for {waited:.1f}s", code="upstream_idle_timeout") from None
+        except aiohttp.ClientError as exc:
+            raise UpstreamConnectError(f"provider {self._provider!r} broke the stream: {type(exc).__name__}", code="upstream_stream_broken") from None
+        except ValueError as exc:
+            raise UpstreamBadResponse(f"provider {self._provider!r} sent an invalid stream: {exc}") from None
+
+    def _parse(self, payload: bytes) -> StreamEvent:
+        try:
+            event = orjson.loads(payload)
+        except orjson.JSONDecodeError:
+            raise UpstreamBadResponse(f"provider {self._provider!r} sent a stream event that is not JSON") from None
+        if not isinstance(event, dict):
+            raise UpstreamBadResponse(f"provider {self._provider!r} sent a stream event that is not an object")
+        if "error" in event and "choices" not in event:
+            raise UpstreamStatusError(f"provider {self._provider!r} reported an error mid-stream: {_error_message(payload)}", code="upstream_stream_error")
+        return event
+
+    async def aclose(self) -> None:
+        self._response.close()  # close, not release: an unfinished body must not go back to the pool

@@ -1,0 +1,1 @@
+"""Routing: which provider and model serve a public model name."""

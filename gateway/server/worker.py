@@ -1,0 +1,46 @@
+"""One worker process: the aiohttp app on uvloop, listening with SO_REUSEPORT, draining on SIGTERM.
+
+On SIGTERM or SIGINT the worker stops accepting connections, lets in-flight requests and streams finish
+for up to `limits.drain_timeout_s`, flushes the audit writer, and exits 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+
+import uvloop
+from aiohttp import web
+
+from gateway.config.model import GatewayConfig
+from gateway.http.app import build_app
+
+log = logging.getLogger(__name__)
+
+
+async def serve_forever(config: GatewayConfig, *, reuse_port: bool, ready: asyncio.Event | None = None) -> None:
+    app = await build_app(config)
+    drain_s = config.limits.drain_timeout_s
+    runner = web.AppRunner(app, handler_cancellation=True, access_log=None, shutdown_timeout=drain_s)
+    await runner.setup()
+    site = web.TCPSite(runner, config.listen.host, config.listen.port, reuse_port=reuse_port, shutdown_timeout=drain_s, backlog=1024)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    try:
+        await site.start()
+        log.info("gateway listening on http://%s:%d (config: %s)", config.listen.host, config.listen.port, config.source)
+        if ready is not None:
+            ready.set()
+        await stop.wait()
+        log.info("draining: no new connections; in-flight requests get up to %gs", drain_s)
+    finally:
+        await runner.cleanup()
+    log.info("stopped")
+
+
+def run_worker(config: GatewayConfig, *, reuse_port: bool) -> None:
+    """Entry point of a worker process (also used in-process when --workers is 1)."""
+    uvloop.run(serve_forever(config, reuse_port=reuse_port))
