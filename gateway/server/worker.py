@@ -24,7 +24,7 @@ async def serve_forever(config: GatewayConfig, *, reuse_port: bool, ready: async
     drain_s = config.limits.drain_timeout_s
     runner = web.AppRunner(app, handler_cancellation=True, access_log=None, shutdown_timeout=drain_s)
     await runner.setup()
-    site = web.TCPSite(runner, config.listen.host, config.listen.port, reuse_port=reuse_port, shutdown_timeout=drain_s, backlog=1024)
+    site = web.TCPSite(runner, config.listen.host, config.listen.port, reuse_port=reuse_port, backlog=1024)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):

@@ -1,0 +1,87 @@
+"""Shared fixtures: a fake upstream and the gateway, both real servers on 127.0.0.1 in a background loop."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import openai
+import pytest
+
+from gateway.config import parse_config
+from gateway.testing.threads import GatewayServer, LoopThread
+from gateway.testing.upstream import FakeUpstream
+
+UPSTREAM_KEY = "sk-upstream-provider-key-0123456789"
+
+
+@pytest.fixture(scope="session")
+def server_loop() -> Iterator[LoopThread]:
+    loop = LoopThread()
+    yield loop
+    loop.stop()
+
+
+@pytest.fixture
+def upstream(server_loop: LoopThread) -> Iterator[FakeUpstream]:
+    fake = FakeUpstream()
+    server_loop.run(fake.start())
+    yield fake
+    server_loop.run(fake.close())
+
+
+def base_config(upstream: FakeUpstream, tmp_path: Path) -> dict[str, Any]:
+    """A config with the fake upstream as `fake` (model gpt-test) and the built-in mock (mock-gpt)."""
+    return {
+        "providers": {
+            "fake": {
+                "kind": "openai",
+                "base_url": upstream.base_url,
+                "api_key": UPSTREAM_KEY,
+                "headers": {"x-extra": "extra-value"},
+                "timeouts": {"connect_s": 2, "first_byte_s": 5, "idle_s": 5},
+            },
+            "mock": {"kind": "mock"},
+        },
+        "models": {
+            "gpt-test": {"targets": [{"provider": "fake", "model": "fake-model"}]},
+            "mock-gpt": {"targets": [{"provider": "mock"}]},
+            "mock-embedding": {"targets": [{"provider": "mock"}]},
+        },
+        "store": {"local_dir": str(tmp_path / "store")},
+        "limits": {"drain_timeout_s": 5},
+    }
+
+
+GatewayFactory = Callable[..., GatewayServer]
+
+
+@pytest.fixture
+def make_gateway(server_loop: LoopThread, upstream: FakeUpstream, tmp_path: Path) -> Iterator[GatewayFactory]:
+    """Starts a gateway; `overrides` are merged (one level deep) into `base_config`."""
+    started: list[GatewayServer] = []
+
+    def factory(**overrides: Any) -> GatewayServer:
+        data = base_config(upstream, tmp_path)
+        for key, value in overrides.items():
+            data[key] = {**data[key], **value} if isinstance(value, dict) and isinstance(data.get(key), dict) else value
+        server = GatewayServer(parse_config(data, "test-config"))
+        server_loop.run(server.start())
+        started.append(server)
+        return server
+
+    yield factory
+    for server in started:
+        server_loop.run(server.stop())
+
+
+@pytest.fixture
+def gateway(make_gateway: GatewayFactory) -> GatewayServer:
+    return make_gateway()
+
+
+@pytest.fixture
+def client(gateway: GatewayServer) -> openai.OpenAI:
+    """The official SDK, pointed at the gateway; retries off so every failure is seen once."""
+    return openai.OpenAI(base_url=gateway.base_url, api_key="sk-client-credential-should-not-leak", max_retries=0, timeout=20)
