@@ -10,7 +10,6 @@ import hmac
 import os
 import socket
 import uuid
-from dataclasses import asdict
 from hashlib import sha256
 from typing import Any
 
@@ -47,14 +46,27 @@ class RecordBuilder:
             "endpoint": exchange.endpoint.value if exchange.endpoint else None,
             "model": exchange.model or None,
             "stream": exchange.stream,
-            "route": [asdict(attempt) for attempt in exchange.attempts],
+            "route": [
+                {"target": a.target, "status": a.status, "latency_ms": round(a.latency_ms, 3), "error": a.error}
+                for a in exchange.attempts
+            ],
             "policy_version": policy_version,
-            "decisions": [asdict(decision) for decision in exchange.decisions],
+            "decisions": [
+                {
+                    "policy": d.policy, "rule": d.rule, "phase": d.phase, "action": d.action, "mode": d.mode,
+                    "verdict": d.verdict, "detail": d.detail, "latency_us": round(d.latency_us, 1),
+                }
+                for d in exchange.decisions
+            ],
             "degraded": exchange.degraded,
             "outcome": exchange.outcome,
             "http_status": exchange.http_status,
             "error": {"type": error.type, "code": error.code} if error else None,
-            "usage": asdict(exchange.usage) if exchange.usage else None,
+            "usage": (
+                {"prompt_tokens": exchange.usage.prompt_tokens, "completion_tokens": exchange.usage.completion_tokens}
+                if exchange.usage
+                else None
+            ),
             "stream_chunks": exchange.stream_chunks if exchange.stream else None,
             "latency_ms": {
                 "total": round(total_ms, 3),

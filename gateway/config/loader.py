@@ -75,7 +75,7 @@ def parse_config(data: object, source: str, base_dir: Path = Path(".")) -> Gatew
 
 
 def _listen(section: Section) -> Listen:
-    listen = Listen(host=section.str("host", _LISTEN.host), port=section.integer("port", _LISTEN.port))
+    listen = Listen(host=section.string("host", _LISTEN.host), port=section.integer("port", _LISTEN.port))
     if listen.port > 65535:
         section.fail("port", f"must be at most 65535 (got {listen.port})")
     section.finish()
@@ -107,10 +107,10 @@ def _timeouts(section: Section) -> UpstreamTimeouts:
 def _provider(name: str, section: Section) -> ProviderConfig:
     kind = section.choice("kind", PROVIDER_KINDS)
     if kind == "openai":
-        base_url = section.str("base_url").rstrip("/")
+        base_url = section.string("base_url").rstrip("/")
         if not base_url.startswith(("http://", "https://")):
             section.fail("base_url", f"must be an http:// or https:// URL (got {base_url!r})")
-        api_key = section.str("api_key", None)
+        api_key = section.string("api_key", None)
         provider = ProviderConfig(
             name=name,
             kind=kind,
@@ -134,15 +134,15 @@ def _provider(name: str, section: Section) -> ProviderConfig:
 
 def _route(name: str, section: Section, providers: dict[str, ProviderConfig]) -> ModelRoute:
     def target(entry: Section) -> Target:
-        provider = entry.str("provider")
+        provider = entry.string("provider")
         if provider not in providers:
             known = ", ".join(sorted(providers)) or "none configured"
             entry.fail("provider", f"unknown provider {provider!r} (known: {known})")
-        found = Target(provider=provider, model=entry.str("model", name))
+        found = Target(provider=provider, model=entry.string("model", name))
         entry.finish()
         return found
 
-    targets = tuple(section.items("targets", target))
+    targets: tuple[Target, ...] = tuple(section.items("targets", target))
     if not targets:
         section.fail("targets", "at least one target is required")
     if len(targets) > 1 or section.has("retry"):
@@ -164,7 +164,7 @@ def _auth(section: Section) -> AuthConfig:
 
 def _policies(section: Section, base_dir: Path) -> PoliciesConfig:
     policies = PoliciesConfig(
-        dir=base_dir / section.str("dir", str(_POLICIES.dir)),
+        dir=base_dir / section.string("dir", str(_POLICIES.dir)),
         reload=section.choice("reload", ("watch", "off"), _POLICIES.reload),
     )
     section.finish()
@@ -177,9 +177,9 @@ def _store(section: Section, base_dir: Path) -> StoreConfig:
         section.fail("backend", "'redis' is not supported by this version; only 'local' (see README, \"Roadmap\")")
     store = StoreConfig(
         backend=backend,
-        local_dir=base_dir / section.str("local_dir", str(_STORE.local_dir)),
-        redis_url=section.str("redis_url", _STORE.redis_url),
-        key_prefix=section.str("key_prefix", _STORE.key_prefix),
+        local_dir=base_dir / section.string("local_dir", str(_STORE.local_dir)),
+        redis_url=section.string("redis_url", _STORE.redis_url),
+        key_prefix=section.string("key_prefix", _STORE.key_prefix),
     )
     section.finish()
     return store
@@ -187,11 +187,11 @@ def _store(section: Section, base_dir: Path) -> StoreConfig:
 
 def _audit(section: Section, base_dir: Path) -> AuditConfig:
     defaults = AuditConfig()
-    hmac_key = section.str("hmac_key", None)
+    hmac_key = section.string("hmac_key", None)
     audit = AuditConfig(
-        stream=section.str("stream", defaults.stream),
+        stream=section.string("stream", defaults.stream),
         maxlen=section.integer("maxlen", defaults.maxlen, minimum=1),
-        spool_dir=base_dir / section.str("spool_dir", str(defaults.spool_dir)),
+        spool_dir=base_dir / section.string("spool_dir", str(defaults.spool_dir)),
         content=section.choice("content", AUDIT_CONTENT, defaults.content),
         hmac_key=Secret(hmac_key) if hmac_key else None,
         on_unavailable=section.choice("on_unavailable", ("closed", "open"), defaults.on_unavailable),

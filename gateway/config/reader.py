@@ -75,14 +75,14 @@ class Section:
 
         return _ENV_REF.sub(substitute, value) if "${" in value else value
 
-    def str(self, key: str, default: Any = _MISSING) -> Any:
+    def string(self, key: str, default: Any = _MISSING) -> Any:
         value = self._raw(key, default)
         if value is not default and not isinstance(value, str):
             self.fail(key, f"must be a string (got {value!r})")
         return value
 
     def choice(self, key: str, options: tuple[str, ...], default: Any = _MISSING) -> Any:
-        value = self.str(key, default)
+        value = self.string(key, default)
         if value is not default and value not in options:
             self.fail(key, f"must be one of {', '.join(options)} (got {value!r})")
         return value
@@ -120,7 +120,7 @@ class Section:
         child = Section(value, self.key_path(key), self.source)
         return {str(name): str(child._raw(name, "")) for name in value}
 
-    def list(self, key: str, default: Any = _MISSING) -> Any:
+    def sequence(self, key: str, default: Any = _MISSING) -> Any:
         value = self._raw(key, default)
         if value is not default and not isinstance(value, list):
             self.fail(key, f"must be a list (got {type(value).__name__})")
@@ -139,7 +139,7 @@ class Section:
 
     def items(self, key: str, read: Callable[[Section], T]) -> list[T]:
         """Each entry of a list of mappings (route targets)."""
-        entries = self.list(key, [])
+        entries = self.sequence(key, [])
         path = self.key_path(key)
         return [read(Section(entry, f"{path}[{index}]", self.source, self.line)) for index, entry in enumerate(entries)]
 

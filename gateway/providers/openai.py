@@ -120,8 +120,8 @@ def _error_message(raw: bytes) -> str:
     except orjson.JSONDecodeError:
         return raw[:200].decode("utf-8", "replace").strip()
     error = body.get("error") if isinstance(body, dict) else None
-    if isinstance(error, dict) and isinstance(error.get("message"), str):
-        return error["message"]
+    if isinstance(error, dict) and isinstance(message := error.get("message"), str):
+        return message
     if isinstance(error, str):
         return error
     return ""

@@ -65,6 +65,7 @@ class Router:
 
     def _prepare(self, exchange: Exchange) -> tuple[Target, UpstreamCall, Provider]:
         route = exchange.route or self.resolve(exchange)
+        assert exchange.endpoint is not None, "only model endpoints are routed"
         target = route.targets[0]
         exchange.target = target.label
         body = exchange.body
