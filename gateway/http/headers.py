@@ -10,8 +10,13 @@ from gateway.exchange import Exchange
 JSON = "application/json"
 
 
+def plain_headers(request_id: str, policy_version: str) -> dict[str, str]:
+    """What every gateway answer carries, proxied or not."""
+    return {"x-request-id": request_id, "x-gateway-policy-version": policy_version}
+
+
 def gateway_headers(exchange: Exchange, policy_version: str) -> dict[str, str]:
-    headers = {"x-request-id": exchange.request_id, "x-gateway-policy-version": policy_version}
+    headers = plain_headers(exchange.request_id, policy_version)
     if exchange.endpoint is not None:
         headers["x-gateway-decision"] = exchange.decision
     if exchange.target:
