@@ -79,15 +79,14 @@ class OpenAIProvider:
         timeout = aiohttp.ClientTimeout(total=call.timeout_s, sock_connect=timeouts.connect_s, sock_read=timeouts.idle_s)
         headers = self._headers if not call.request_id else {**self._headers, "x-request-id": call.request_id}
         url = f"{self._base_url}/{call.endpoint.value}"
+        first_byte_s = min(timeouts.first_byte_s, call.timeout_s)
         try:
-            async with asyncio.timeout(timeouts.first_byte_s):
+            async with asyncio.timeout(first_byte_s):
                 response = await self._session.post(url, data=orjson.dumps(call.body), headers=headers, timeout=timeout)
-        except TimeoutError:
-            raise UpstreamTimeout(f"provider {self.name!r} did not answer within {timeouts.first_byte_s:g}s", code="upstream_first_byte_timeout") from None
-        except aiohttp.ConnectionTimeoutError:
+        except aiohttp.ConnectionTimeoutError:  # before TimeoutError: aiohttp's timeouts subclass it
             raise UpstreamTimeout(f"provider {self.name!r} did not accept a connection within {timeouts.connect_s:g}s", code="upstream_connect_timeout") from None
-        except aiohttp.ServerTimeoutError:
-            raise UpstreamTimeout(f"provider {self.name!r} did not answer in time", code="upstream_first_byte_timeout") from None
+        except TimeoutError:
+            raise UpstreamTimeout(f"provider {self.name!r} did not answer within {first_byte_s:g}s", code="upstream_first_byte_timeout") from None
         except aiohttp.ClientConnectorError as exc:
             raise UpstreamConnectError(f"cannot connect to provider {self.name!r}: {exc.os_error.strerror or exc}") from None
         except aiohttp.ClientError as exc:
