@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -12,8 +12,7 @@ import pytest
 from gateway.config import parse_config
 from gateway.testing.threads import GatewayServer, LoopThread
 from gateway.testing.upstream import FakeUpstream
-
-UPSTREAM_KEY = "sk-upstream-provider-key-0123456789"
+from support import async_sdk_client, fake_provider, sdk_client
 
 
 @pytest.fixture(scope="session")
@@ -35,13 +34,7 @@ def base_config(upstream: FakeUpstream, tmp_path: Path) -> dict[str, Any]:
     """A config with the fake upstream as `fake` (model gpt-test) and the built-in mock (mock-gpt)."""
     return {
         "providers": {
-            "fake": {
-                "kind": "openai",
-                "base_url": upstream.base_url,
-                "api_key": UPSTREAM_KEY,
-                "headers": {"x-extra": "extra-value"},
-                "timeouts": {"connect_s": 2, "first_byte_s": 5, "idle_s": 5},
-            },
+            "fake": fake_provider(upstream.base_url),
             "mock": {"kind": "mock"},
         },
         "models": {
@@ -82,6 +75,21 @@ def gateway(make_gateway: GatewayFactory) -> GatewayServer:
 
 
 @pytest.fixture
-def client(gateway: GatewayServer) -> openai.OpenAI:
+def client(gateway: GatewayServer) -> Iterator[openai.OpenAI]:
     """The official SDK, pointed at the gateway; retries off so every failure is seen once."""
-    return openai.OpenAI(base_url=gateway.base_url, api_key="sk-client-credential-should-not-leak", max_retries=0, timeout=20)
+    with sdk_client(gateway) as sdk:
+        yield sdk
+
+
+@pytest.fixture
+async def async_client(gateway: GatewayServer) -> AsyncIterator[openai.AsyncOpenAI]:
+    """The official async SDK, pointed at the gateway; retries off."""
+    client = async_sdk_client(gateway)
+    yield client
+    await client.close()
+
+
+@pytest.fixture
+def store_dir(tmp_path: Path) -> Path:
+    """Where the gateways of `make_gateway` keep their local store (audit.jsonl)."""
+    return tmp_path / "store"

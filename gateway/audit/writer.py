@@ -39,6 +39,7 @@ class LocalAuditWriter:
         self._wakeup = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._file: BinaryIO | None = None
+        self._closing = False
         self.written = 0
 
     def submit(self, record: dict[str, Any]) -> None:
@@ -56,11 +57,11 @@ class LocalAuditWriter:
     async def close(self) -> None:
         """Flush everything submitted so far, then stop; called last on shutdown, after requests drained."""
         if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
+            # Let the task finish rather than cancel it: cancelling it mid-append would leave the batch it is
+            # writing (the thread cannot be stopped) queued, and the final flush below would write it twice.
+            self._closing = True
+            self._wakeup.set()
+            await self._task
         await self._flush()
         if self._file is not None:
             self._file.close()
@@ -70,7 +71,7 @@ class LocalAuditWriter:
         return open(self.path, "ab", buffering=0)  # noqa: SIM115 - owned for the writer's lifetime
 
     async def _run(self) -> None:
-        while True:
+        while not self._closing:
             await self._wakeup.wait()
             self._wakeup.clear()
             try:

@@ -19,6 +19,21 @@ _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-(.*?))?\}")
 _MISSING = object()
 
 
+def _yaml_type(value: Any) -> str:
+    """The YAML name of a value's type, for messages written to people who wrote YAML."""
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return "a number"
+    return "null" if value is None else type(value).__name__
+
+
 class ConfigError(ValueError):
     """An invalid configuration; str() is a complete one-line explanation."""
 
@@ -30,7 +45,7 @@ class Section:
         if data is None:
             data = LineMap()
         if not isinstance(data, dict):
-            self._fail_at(source, line, path, f"must be a mapping (got {type(data).__name__})")
+            self._fail_at(source, line, path, f"must be a mapping (got {_yaml_type(data)})")
         self.data = data
         self.path = path
         self.source = source
@@ -67,7 +82,7 @@ class Section:
         def substitute(match: re.Match[str]) -> str:
             name, fallback = match.group(1), match.group(2)
             env = os.environ.get(name)
-            if env is None:
+            if env is None or (not env and fallback is not None):  # `:-` as in the shell: unset or empty
                 if fallback is None:
                     self.fail(key, f"environment variable {name} is not set")
                 return fallback
@@ -123,7 +138,7 @@ class Section:
     def sequence(self, key: str, default: Any = _MISSING) -> Any:
         value = self._raw(key, default)
         if value is not default and not isinstance(value, list):
-            self.fail(key, f"must be a list (got {type(value).__name__})")
+            self.fail(key, f"must be a list (got {_yaml_type(value)})")
         return value
 
     def section(self, key: str) -> Section:

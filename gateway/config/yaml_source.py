@@ -5,6 +5,7 @@ Policy files (and `gateway.yaml`) are written by people; an error that names the
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +43,15 @@ def _construct_mapping(loader: _LineLoader, node: yaml.MappingNode) -> LineMap:
 
 
 _LineLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+
+# YAML 1.1 reads on/off/yes/no as booleans, so the documented `reload: off` (or a policy's `mode: off`) would
+# arrive as False. As in YAML 1.2, only true/false are booleans here; every other word stays a string.
+_BOOL_TAG = "tag:yaml.org,2002:bool"
+_LineLoader.yaml_implicit_resolvers = {
+    first: [(tag, pattern) for tag, pattern in resolvers if tag != _BOOL_TAG]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_LineLoader.add_implicit_resolver(_BOOL_TAG, re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF"))
 
 
 class YamlError(ValueError):

@@ -7,7 +7,6 @@ sees an aiohttp exception. The provider key is revealed only into the outgoing A
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -25,6 +24,7 @@ from gateway.errors import (
 )
 from gateway.providers.base import StreamEvent, UpstreamCall
 from gateway.providers.sse import DONE, SSEDecoder
+from gateway.secret import Secret
 
 MAX_ERROR_BODY_BYTES = 64 * 1024
 
@@ -35,6 +35,7 @@ class OpenAIProvider:
         self._session = session
         self._base_url = config.base_url
         self._timeouts = config.timeouts
+        self._api_key = config.api_key  # a Secret: only to mask it in what the provider says back
         headers = {"content-type": "application/json", **config.headers}
         if config.api_key:
             headers["authorization"] = f"Bearer {config.api_key.reveal()}"
@@ -48,8 +49,8 @@ class OpenAIProvider:
         try:
             try:
                 raw = await response.read()
-            except asyncio.TimeoutError:
-                raise UpstreamTimeout(f"provider {self.name!r} stalled while sending its reply", code="upstream_idle_timeout") from None
+            except TimeoutError as exc:
+                raise _read_timeout(self.name, exc, "while sending its reply") from None
             except aiohttp.ClientError as exc:
                 raise UpstreamConnectError(f"provider {self.name!r} broke off its reply: {type(exc).__name__}") from None
         finally:
@@ -68,7 +69,7 @@ class OpenAIProvider:
         if not content_type.startswith("text/event-stream"):
             response.release()
             raise UpstreamBadResponse(f"provider {self.name!r} answered a stream request with {content_type or 'no content type'!r}")
-        return OpenAIStream(self.name, response, self._timeouts.idle_s)
+        return OpenAIStream(self.name, response, self._timeouts.idle_s, self._api_key)
 
     async def close(self) -> None:
         return None  # the session belongs to the app, which closes it
@@ -82,7 +83,11 @@ class OpenAIProvider:
         first_byte_s = min(timeouts.first_byte_s, call.timeout_s)
         try:
             async with asyncio.timeout(first_byte_s):
-                response = await self._session.post(url, data=orjson.dumps(call.body), headers=headers, timeout=timeout)
+                # No redirects: base_url is the trust boundary, and the provider's headers must not follow a
+                # redirect to another host (aiohttp drops Authorization there, but not `headers:` like api-key).
+                response = await self._session.post(
+                    url, data=orjson.dumps(call.body), headers=headers, timeout=timeout, allow_redirects=False
+                )
         except aiohttp.ConnectionTimeoutError:  # before TimeoutError: aiohttp's timeouts subclass it
             raise UpstreamTimeout(f"provider {self.name!r} did not accept a connection within {timeouts.connect_s:g}s", code="upstream_connect_timeout") from None
         except TimeoutError:
@@ -103,7 +108,7 @@ class OpenAIProvider:
             raw = b""
         finally:
             response.release()
-        message = _error_message(raw) or f"HTTP {status}"
+        message = _error_message(raw, self._api_key) or f"HTTP {status}"
         if status in (401, 403):
             # The provider refused *our* key: a gateway misconfiguration, never the client's fault.
             return UpstreamStatusError(f"provider {self.name!r} rejected the gateway's credentials (HTTP {status})", code="upstream_auth_failed")
@@ -113,7 +118,23 @@ class OpenAIProvider:
         return UpstreamRejected(status, f"provider {self.name!r}: {message}", headers=headers)
 
 
-def _error_message(raw: bytes) -> str:
+def _read_timeout(provider: str, exc: TimeoutError, where: str) -> UpstreamTimeout:
+    """aiohttp raises its own subclass when a read waits past `idle_s`; a plain TimeoutError is the
+    whole call's deadline (the route's `timeout_s`, else `limits.request_timeout_s`) running out."""
+    if isinstance(exc, aiohttp.ServerTimeoutError):
+        return UpstreamTimeout(f"provider {provider!r} stalled {where} longer than its idle timeout", code="upstream_idle_timeout")
+    return UpstreamTimeout(f"provider {provider!r} passed the call's deadline {where}", code="upstream_deadline_exceeded")
+
+
+def _error_message(raw: bytes, api_key: Secret | None) -> str:
+    """The provider's own wording of an error, with our key masked: providers do quote the key they got."""
+    message = _error_text(raw)
+    if api_key and api_key.reveal() in message:
+        message = message.replace(api_key.reveal(), "********")
+    return message
+
+
+def _error_text(raw: bytes) -> str:
     try:
         body = orjson.loads(raw)
     except orjson.JSONDecodeError:
@@ -129,10 +150,11 @@ def _error_message(raw: bytes) -> str:
 class OpenAIStream:
     """Decodes the upstream's SSE body into events; every failure becomes an `UpstreamError`."""
 
-    def __init__(self, provider: str, response: aiohttp.ClientResponse, idle_s: float) -> None:
+    def __init__(self, provider: str, response: aiohttp.ClientResponse, idle_s: float, api_key: Secret | None = None) -> None:
         self._provider = provider
         self._response = response
         self._idle_s = idle_s
+        self._api_key = api_key
 
     def __aiter__(self) -> AsyncIterator[StreamEvent]:
         return self._events()
@@ -145,7 +167,11 @@ class OpenAIStream:
                 chunk = await self._read(content)
                 if not chunk:
                     raise UpstreamConnectError(f"provider {self._provider!r} ended the stream without [DONE]", code="upstream_stream_truncated")
-                for payload in decoder.feed(chunk):
+                try:
+                    payloads = decoder.feed(chunk)
+                except ValueError as exc:  # an event over the decoder's size bound
+                    raise UpstreamBadResponse(f"provider {self._provider!r} sent an invalid stream: {exc}") from None
+                for payload in payloads:
                     if payload is DONE:
                         return
                     yield self._parse(payload)
@@ -153,12 +179,10 @@ class OpenAIStream:
             self._response.release()
 
     async def _read(self, content: aiohttp.StreamReader) -> bytes:
-        started = time.perf_counter()
         try:
             return await content.readany()
-        except asyncio.TimeoutError:
-            waited = time.perf_counter() - started
-            raise UpstreamTimeout(f"provider {self._provider!r} stream stalled for {waited:.1f}s", code="upstream_idle_timeout") from None
+        except TimeoutError as exc:
+            raise _read_timeout(self._provider, exc, "mid-stream") from None
         except aiohttp.ClientError as exc:
             raise UpstreamConnectError(f"provider {self._provider!r} broke the stream: {type(exc).__name__}", code="upstream_stream_broken") from None
         except ValueError as exc:
@@ -172,7 +196,7 @@ class OpenAIStream:
         if not isinstance(event, dict):
             raise UpstreamBadResponse(f"provider {self._provider!r} sent a stream event that is not an object")
         if "error" in event and "choices" not in event:
-            raise UpstreamStatusError(f"provider {self._provider!r} reported an error mid-stream: {_error_message(payload)}", code="upstream_stream_error")
+            raise UpstreamStatusError(f"provider {self._provider!r} reported an error mid-stream: {_error_message(payload, self._api_key)}", code="upstream_stream_error")
         return event
 
     async def aclose(self) -> None:

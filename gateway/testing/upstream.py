@@ -29,6 +29,8 @@ class Reply:
     break_after: int | None = None  # streams: drop the connection after this many events
     omit_done: bool = False  # streams: end cleanly but without `data: [DONE]`
     stream_garbage: bool = False  # streams: send one event that is not JSON
+    stream_error: dict[str, Any] | None = None  # streams: send `{"error": stream_error}` as the third event, then end
+    stream_raw: bytes | None = None  # streams: send these bytes verbatim in place of the third event, then go on
     words: int = 5  # streams: content events (plus role and finish events)
 
 
@@ -98,7 +100,7 @@ class FakeUpstream:
     async def _stream(self, request: web.Request, body: dict[str, Any], reply: Reply) -> web.StreamResponse:
         response = web.StreamResponse(headers={"content-type": "text/event-stream", **reply.headers})
         await response.prepare(request)
-        events = _stream_events(body, reply.words)
+        events = _stream_events(request.path, body, reply.words)
         try:
             for index, event in enumerate(events):
                 if reply.break_after is not None and index >= reply.break_after:
@@ -110,6 +112,12 @@ class FakeUpstream:
                 if reply.stream_garbage and index == 2:
                     await response.write(b"data: {this is not json\n\n")
                     continue
+                if reply.stream_raw is not None and index == 2:
+                    await response.write(reply.stream_raw)
+                    continue
+                if reply.stream_error is not None and index == 2:
+                    await response.write(b"data: " + orjson.dumps({"error": reply.stream_error}) + b"\n\n")
+                    break
                 await response.write(b"data: " + orjson.dumps(event) + b"\n\n")
             if not reply.omit_done:
                 await response.write(b"data: [DONE]\n\n")
@@ -150,11 +158,20 @@ def _completion(path: str, body: dict[str, Any]) -> dict[str, Any]:
     return {"id": "fake-1", "object": kind, "created": int(time.time()), "model": model, "choices": [choice], "usage": usage}
 
 
-def _stream_events(body: dict[str, Any], words: int) -> list[dict[str, Any]]:
-    base = {"id": "fake-stream-1", "object": "chat.completion.chunk", "created": int(time.time()), "model": body.get("model", "fake-model")}
-    events = [{**base, "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}]}]
-    events += [{**base, "choices": [{"index": 0, "delta": {"content": f"w{i} "}, "finish_reason": None}]} for i in range(words)]
-    events.append({**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
+def _stream_events(path: str, body: dict[str, Any], words: int) -> list[dict[str, Any]]:
+    """Chat chunks (role first) for /chat/completions, `text_completion` chunks for /completions."""
+    chat = path.endswith("/chat/completions")
+    kind = "chat.completion.chunk" if chat else "text_completion"
+    base = {"id": "fake-stream-1", "object": kind, "created": int(time.time()), "model": body.get("model", "fake-model")}
+
+    def choice(text: str | None, finish_reason: str | None) -> dict[str, Any]:
+        if chat:
+            return {"index": 0, "delta": {} if text is None else {"content": text}, "finish_reason": finish_reason}
+        return {"index": 0, "text": text or "", "finish_reason": finish_reason, "logprobs": None}
+
+    events = [{**base, "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}]}] if chat else []
+    events += [{**base, "choices": [choice(f"w{i} ", None)]} for i in range(words)]
+    events.append({**base, "choices": [choice(None, "stop")]})
     if (body.get("stream_options") or {}).get("include_usage"):
         events.append({**base, "choices": [], "usage": {"prompt_tokens": 7, "completion_tokens": words, "total_tokens": 7 + words}})
     return events
