@@ -8,6 +8,7 @@ whole instance whichever worker answers it.
 from __future__ import annotations
 
 import os
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest, multiprocess
 
@@ -54,8 +55,39 @@ class Metrics:
             ["model"], registry=registry,
         )
 
+        # `labels()` validates and locks on every call; the label sets are few, so keep the children.
+        self._children: dict[tuple[Any, ...], Any] = {}
+
+    def _child(self, metric: Any, *labels: str) -> Any:
+        key = (metric, *labels)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(*labels)
+        return child
+
+    def exchange_finished(
+        self,
+        *,
+        endpoint: str,
+        model: str,
+        status: int,
+        decision: str,
+        total_s: float,
+        upstream_s: float,
+        provider: str | None,
+        stream_chunks: int,
+    ) -> None:
+        """Everything recorded once per answered request."""
+        self._child(self.requests, endpoint, model, str(status), decision).inc()
+        self._child(self.latency, endpoint).observe(total_s)
+        self._child(self.overhead, endpoint).observe(max(total_s - upstream_s, 0.0))
+        if provider is not None:
+            self._child(self.upstream_latency, provider).observe(upstream_s)
+        if stream_chunks:
+            self._child(self.stream_chunks, model).inc(stream_chunks)
+
     def upstream_error(self, provider: str, kind: str) -> None:
-        self.upstream_errors.labels(provider, kind).inc()
+        self._child(self.upstream_errors, provider, kind).inc()
 
     def exposition(self) -> bytes:
         """The text exposition for `/metrics` (file reads in multiprocess mode: call it off the event loop)."""

@@ -22,6 +22,7 @@ from gateway.audit.writer import AuditSink
 from gateway.auth import Authenticator
 from gateway.errors import GatewayError, ServiceUnavailable
 from gateway.exchange import Exchange, Usage
+from gateway.ids import IdGenerator
 from gateway.metrics import Metrics
 from gateway.policy.engine import PolicyEngine
 from gateway.providers.base import StreamEvent, UpstreamStream
@@ -38,6 +39,7 @@ class Pipeline:
         audit: AuditSink,
         records: RecordBuilder,
         metrics: Metrics,
+        ids: IdGenerator,
         *,
         audit_fail_open: bool,
     ) -> None:
@@ -47,6 +49,7 @@ class Pipeline:
         self.audit = audit
         self.records = records
         self.metrics = metrics
+        self.ids = ids
         self._audit_fail_open = audit_fail_open
 
     # -- request phase --------------------------------------------------------------------------------
@@ -86,24 +89,21 @@ class Pipeline:
         event, since a response already started cannot become an error response.
         """
         guard = self.policy.stream_guard(exchange)
-        events = upstream.__aiter__()
+        batches = upstream.__aiter__()
         while True:
             waited = time.perf_counter()
             try:
-                event = await events.__anext__()
+                batch = await batches.__anext__()
             except StopAsyncIteration:
                 break
             finally:
                 exchange.upstream_s += time.perf_counter() - waited
-            if guard is None:
-                yield self._relayed(exchange, event)
-            else:
-                for checked in guard.feed(event):
-                    yield self._relayed(exchange, checked)
-        if guard is not None:
-            for checked in guard.finish():
-                yield self._relayed(exchange, checked)
-        yield DONE_EVENT
+            if guard is not None:
+                batch = [checked for event in batch for checked in guard.feed(event)]
+            if batch:
+                yield b"".join([self._relayed(exchange, event) for event in batch])
+        tail = guard.finish() if guard is not None else []
+        yield b"".join([self._relayed(exchange, event) for event in tail]) + DONE_EVENT
 
     def _relayed(self, exchange: Exchange, event: StreamEvent) -> bytes:
         exchange.stream_chunks += 1
@@ -123,18 +123,16 @@ class Pipeline:
         exchange.outcome = outcome
         exchange.error = error
         self.audit.submit(self.records.exchange_record(exchange, self.policy.version))
-        metrics = self.metrics
-        endpoint = exchange.endpoint.value if exchange.endpoint else "other"
-        model = exchange.route.name if exchange.route else "unknown"
-        total = exchange.elapsed_s()
-        metrics.requests.labels(endpoint, model, str(status), exchange.decision).inc()
-        metrics.latency.labels(endpoint).observe(total)
-        metrics.overhead.labels(endpoint).observe(max(total - exchange.upstream_s, 0.0))
-        if exchange.attempts:
-            provider = exchange.target.split("/", 1)[0] if exchange.target else "unknown"
-            metrics.upstream_latency.labels(provider).observe(exchange.upstream_s)
-        if exchange.stream_chunks:
-            metrics.stream_chunks.labels(model).inc(exchange.stream_chunks)
+        self.metrics.exchange_finished(
+            endpoint=exchange.endpoint.value if exchange.endpoint else "other",
+            model=exchange.route.name if exchange.route else "unknown",  # never the client's free text
+            status=status,
+            decision=exchange.decision,
+            total_s=exchange.elapsed_s(),
+            upstream_s=exchange.upstream_s,
+            provider=exchange.target.split("/", 1)[0] if exchange.target and exchange.attempts else None,
+            stream_chunks=exchange.stream_chunks,
+        )
 
 
 def _usage_of(reply: dict[str, Any]) -> Usage | None:

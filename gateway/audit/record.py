@@ -9,13 +9,13 @@ from __future__ import annotations
 import hmac
 import os
 import socket
-import uuid
 from hashlib import sha256
 from typing import Any
 
 import orjson
 
 from gateway.exchange import Exchange
+from gateway.ids import IdGenerator
 
 SCHEMA_VERSION = 1
 
@@ -26,8 +26,9 @@ def instance_id() -> str:
 
 
 class RecordBuilder:
-    def __init__(self, instance: str, content_mode: str, hmac_key: bytes) -> None:
+    def __init__(self, instance: str, content_mode: str, hmac_key: bytes, ids: IdGenerator) -> None:
         self.instance = instance
+        self._ids = ids
         self.content_mode = content_mode
         self._hmac_key = hmac_key
 
@@ -37,7 +38,7 @@ class RecordBuilder:
         total_ms = exchange.elapsed_s() * 1000
         record: dict[str, Any] = {
             "v": SCHEMA_VERSION,
-            "id": uuid.uuid4().hex,
+            "id": self._ids.new(),
             "ts": exchange.ts,
             "kind": "exchange",
             "request_id": exchange.request_id,

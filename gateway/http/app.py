@@ -17,6 +17,7 @@ from gateway.audit.writer import LocalAuditWriter
 from gateway.auth import NoAuth
 from gateway.config.model import GatewayConfig
 from gateway.http.ops import OpsHandlers
+from gateway.ids import IdGenerator
 from gateway.http.proxy import ProxyHandlers
 from gateway.metrics import Metrics
 from gateway.pipeline import Pipeline
@@ -41,9 +42,10 @@ async def build_app(config: GatewayConfig, metrics: Metrics | None = None) -> we
     instance = instance_id()
     hmac_key = load_or_create_hmac_key(config.audit.hmac_key, config.store.local_dir)
     audit = LocalAuditWriter(config.store.local_dir, config.audit.queue_size)
-    records = RecordBuilder(instance, config.audit.content, hmac_key)
+    ids = IdGenerator()
+    records = RecordBuilder(instance, config.audit.content, hmac_key, ids)
     pipeline = Pipeline(
-        NoAuth(), NoPolicies(), router, audit, records, metrics, audit_fail_open=config.audit.on_unavailable == "open"
+        NoAuth(), NoPolicies(), router, audit, records, metrics, ids, audit_fail_open=config.audit.on_unavailable == "open"
     )
 
     app = web.Application(client_max_size=limits.max_body_bytes, handler_args={"max_field_size": 16 * 1024})

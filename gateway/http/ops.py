@@ -51,9 +51,9 @@ class OpsHandlers:
         return web.Response(body=exposition, headers={"content-type": PROMETHEUS_TEXT, **self._headers(request)})
 
     def _headers(self, request: web.Request) -> dict[str, str]:
-        return plain_headers(request_id_of(request), self.pipeline.policy.version)
+        return plain_headers(request_id_of(request, self.pipeline.ids), self.pipeline.policy.version)
 
     async def not_found(self, request: web.Request) -> web.Response:
-        exchange = Exchange(request_id_of(request), None)
+        exchange = Exchange(request_id_of(request, self.pipeline.ids), None)
         error = NotFound(f"No endpoint {request.method} {request.path} on this gateway.")
         return error_response(error, exchange, self.pipeline.policy.version)

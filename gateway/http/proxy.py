@@ -50,16 +50,16 @@ class ProxyHandlers:
 
     async def models(self, request: web.Request) -> web.Response:
         data = [self._model_entry(name) for name in self.pipeline.router.routes]
-        headers = plain_headers(request_id_of(request), self.pipeline.policy.version)
+        headers = plain_headers(request_id_of(request, self.pipeline.ids), self.pipeline.policy.version)
         return web.json_response({"object": "list", "data": data}, headers=headers)
 
     async def model(self, request: web.Request) -> web.Response:
         name = request.match_info["model"]
         if name not in self.pipeline.router.routes:
-            exchange = Exchange(request_id_of(request), None)
+            exchange = Exchange(request_id_of(request, self.pipeline.ids), None)
             error = NotFound(f"The model {name!r} does not exist or is not served by this gateway.", code="model_not_found", param="model")
             return error_response(error, exchange, self.pipeline.policy.version)
-        headers = plain_headers(request_id_of(request), self.pipeline.policy.version)
+        headers = plain_headers(request_id_of(request, self.pipeline.ids), self.pipeline.policy.version)
         return web.json_response(self._model_entry(name), headers=headers)
 
     def _model_entry(self, name: str) -> dict[str, object]:
@@ -67,7 +67,7 @@ class ProxyHandlers:
 
     async def _proxy(self, request: web.Request, endpoint: Endpoint) -> web.StreamResponse:
         pipeline = self.pipeline
-        exchange = Exchange(request_id_of(request), endpoint)
+        exchange = Exchange(request_id_of(request, self.pipeline.ids), endpoint)
         pipeline.metrics.in_flight.inc()
         try:
             try:

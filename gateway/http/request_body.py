@@ -7,7 +7,6 @@ JSON the checks saw, so the gateway forwards the object it parsed, re-serialised
 from __future__ import annotations
 
 import re
-import uuid
 from typing import Any
 
 import orjson
@@ -15,6 +14,7 @@ from aiohttp import web
 
 from gateway.errors import BodyTooLarge, InvalidRequest
 from gateway.exchange import Endpoint, Exchange
+from gateway.ids import IdGenerator
 
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:\-]{1,128}")
 
@@ -26,12 +26,12 @@ _REQUIRED: dict[Endpoint, tuple[tuple[str, type | tuple[type, ...]], ...]] = {
 }
 
 
-def request_id_of(request: web.Request) -> str:
+def request_id_of(request: web.Request, ids: IdGenerator) -> str:
     """The client's `x-request-id` when it is a sane token, else a fresh one."""
     given = request.headers.get("x-request-id")
     if given and _REQUEST_ID.fullmatch(given):
         return given
-    return uuid.uuid4().hex
+    return ids.new()
 
 
 async def read_body(request: web.Request, exchange: Exchange, max_bytes: int) -> None:

@@ -26,9 +26,13 @@ class UpstreamCall:
 
 
 class UpstreamStream(Protocol):
-    """An open streamed reply: events arrive as parsed JSON objects, in order, until the upstream's [DONE]."""
+    """An open streamed reply: parsed JSON events, in order, until the upstream's [DONE].
 
-    def __aiter__(self) -> AsyncIterator[StreamEvent]: ...
+    Each item is the batch of events that arrived together (one network read), so the relay can forward
+    them with one write: as soon as they arrive, but without a system call per event.
+    """
+
+    def __aiter__(self) -> AsyncIterator[list[StreamEvent]]: ...
 
     async def aclose(self) -> None:
         """Release the upstream connection; safe to call twice, and called on client disconnect."""

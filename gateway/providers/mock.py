@@ -105,8 +105,13 @@ class MockStream:
         self._call = call
         self._chunk_delay_s = chunk_delay_s
 
-    def __aiter__(self) -> AsyncIterator[StreamEvent]:
-        return self._events()
+    def __aiter__(self) -> AsyncIterator[list[StreamEvent]]:
+        return self._batches()
+
+    async def _batches(self) -> AsyncIterator[list[StreamEvent]]:
+        """One event per batch: the mock streams one chunk per word, like a model generating tokens."""
+        async for event in self._events():
+            yield [event]
 
     async def _events(self) -> AsyncIterator[StreamEvent]:
         call = self._call

@@ -18,6 +18,7 @@ from gateway.errors import (
     GatewayError,
     UpstreamBadResponse,
     UpstreamConnectError,
+    UpstreamError,
     UpstreamRejected,
     UpstreamStatusError,
     UpstreamTimeout,
@@ -35,6 +36,7 @@ class OpenAIProvider:
         self._session = session
         self._base_url = config.base_url
         self._timeouts = config.timeouts
+        self._client_timeouts: dict[float, aiohttp.ClientTimeout] = {}  # one per distinct call deadline
         self._api_key = config.api_key  # a Secret: only to mask it in what the provider says back
         headers = {"content-type": "application/json", **config.headers}
         if config.api_key:
@@ -77,7 +79,10 @@ class OpenAIProvider:
     async def _post(self, call: UpstreamCall) -> aiohttp.ClientResponse:
         """Send the request and wait for the status line and headers; non-2xx become errors here."""
         timeouts = self._timeouts
-        timeout = aiohttp.ClientTimeout(total=call.timeout_s, sock_connect=timeouts.connect_s, sock_read=timeouts.idle_s)
+        timeout = self._client_timeouts.get(call.timeout_s)
+        if timeout is None:
+            timeout = aiohttp.ClientTimeout(total=call.timeout_s, sock_connect=timeouts.connect_s, sock_read=timeouts.idle_s)
+            self._client_timeouts[call.timeout_s] = timeout
         headers = self._headers if not call.request_id else {**self._headers, "x-request-id": call.request_id}
         url = f"{self._base_url}/{call.endpoint.value}"
         first_byte_s = min(timeouts.first_byte_s, call.timeout_s)
@@ -156,27 +161,44 @@ class OpenAIStream:
         self._idle_s = idle_s
         self._api_key = api_key
 
-    def __aiter__(self) -> AsyncIterator[StreamEvent]:
-        return self._events()
+    def __aiter__(self) -> AsyncIterator[list[StreamEvent]]:
+        return self._batches()
 
-    async def _events(self) -> AsyncIterator[StreamEvent]:
+    async def _batches(self) -> AsyncIterator[list[StreamEvent]]:
         decoder = SSEDecoder()
         content = self._response.content
         try:
             while True:
-                chunk = await self._read(content)
-                if not chunk:
-                    raise UpstreamConnectError(f"provider {self._provider!r} ended the stream without [DONE]", code="upstream_stream_truncated")
-                try:
-                    payloads = decoder.feed(chunk)
-                except ValueError as exc:  # an event over the decoder's size bound
-                    raise UpstreamBadResponse(f"provider {self._provider!r} sent an invalid stream: {exc}") from None
-                for payload in payloads:
-                    if payload is DONE:
-                        return
-                    yield self._parse(payload)
+                batch, done, error = self._decode(decoder, await self._read(content))
+                if batch:
+                    yield batch
+                if error is not None:
+                    raise error
+                if done:
+                    return
         finally:
             self._response.release()
+
+    def _decode(self, decoder: SSEDecoder, chunk: bytes) -> tuple[list[StreamEvent], bool, UpstreamError | None]:
+        """The events completed by one read, whether [DONE] came, and the failure that cut the read short.
+
+        Events that arrived intact before a bad one are still returned, so the client gets them first.
+        """
+        if not chunk:
+            return [], False, UpstreamConnectError(f"provider {self._provider!r} ended the stream without [DONE]", code="upstream_stream_truncated")
+        try:
+            payloads = decoder.feed(chunk)
+        except ValueError as exc:  # an event over the decoder's size bound
+            return [], False, UpstreamBadResponse(f"provider {self._provider!r} sent an invalid stream: {exc}")
+        batch: list[StreamEvent] = []
+        for payload in payloads:
+            if payload is DONE:
+                return batch, True, None
+            try:
+                batch.append(self._parse(payload))
+            except UpstreamError as error:
+                return batch, False, error
+        return batch, False, None
 
     async def _read(self, content: aiohttp.StreamReader) -> bytes:
         try:

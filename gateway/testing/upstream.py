@@ -32,6 +32,7 @@ class Reply:
     stream_error: dict[str, Any] | None = None  # streams: send `{"error": stream_error}` as the third event, then end
     stream_raw: bytes | None = None  # streams: send these bytes verbatim in place of the third event, then go on
     words: int = 5  # streams: content events (plus role and finish events)
+    split_events: bool = False  # streams: write each event in two halves, a moment apart (separate reads)
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,7 +119,12 @@ class FakeUpstream:
                 if reply.stream_error is not None and index == 2:
                     await response.write(b"data: " + orjson.dumps({"error": reply.stream_error}) + b"\n\n")
                     break
-                await response.write(b"data: " + orjson.dumps(event) + b"\n\n")
+                data = b"data: " + orjson.dumps(event) + b"\n\n"
+                if reply.split_events:
+                    await response.write(data[: len(data) // 2])
+                    await asyncio.sleep(0.01)
+                    data = data[len(data) // 2 :]
+                await response.write(data)
             if not reply.omit_done:
                 await response.write(b"data: [DONE]\n\n")
             await response.write_eof()

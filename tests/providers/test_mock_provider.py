@@ -86,7 +86,7 @@ async def test_embeddings_dimensions_and_token_input(mock: MockProvider) -> None
 async def stream_events(mock: MockProvider, upstream_call: UpstreamCall) -> list[dict[str, Any]]:
     stream = await mock.open_stream(upstream_call)
     try:
-        return [event async for event in stream]
+        return [event async for batch in stream for event in batch]
     finally:
         await stream.aclose()
 

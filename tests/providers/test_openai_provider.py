@@ -200,7 +200,7 @@ async def test_attempt_timeout_caps_the_first_byte_deadline(provider: OpenAIProv
 
 # -- streams -----------------------------------------------------------------------------------------------------
 async def collect(stream: Any) -> list[dict[str, Any]]:
-    return [event async for event in stream]
+    return [event async for batch in stream for event in batch]
 
 
 async def test_stream_yields_parsed_events_until_done(provider: OpenAIProvider, upstream: FakeUpstream) -> None:
@@ -240,8 +240,8 @@ async def test_stream_failures_midway(
     stream = await provider.open_stream(call(STREAM_BODY))
     events: list[dict[str, Any]] = []
     with pytest.raises(error_class) as caught:
-        async for event in stream:
-            events.append(event)
+        async for batch in stream:
+            events.extend(batch)
     await stream.aclose()
     assert type(caught.value) is error_class
     assert caught.value.code == code
@@ -268,8 +268,18 @@ async def test_stream_event_over_the_size_bound_is_a_bad_response(provider: Open
     stream = await provider.open_stream(call(STREAM_BODY))
     events: list[dict[str, Any]] = []
     with pytest.raises(UpstreamBadResponse) as caught:
-        async for event in stream:
-            events.append(event)
+        async for batch in stream:
+            events.extend(batch)
     await stream.aclose()
     assert len(events) == 2
     assert "larger than" in caught.value.message
+
+
+async def test_stream_events_split_across_reads_are_reassembled(provider: OpenAIProvider, upstream: FakeUpstream) -> None:
+    # Every read ends mid-event, so some reads complete no event at all: they must yield nothing, not fail.
+    upstream.enqueue(Reply(split_events=True))
+    stream = await provider.open_stream(call(STREAM_BODY))
+    events = await collect(stream)
+    await stream.aclose()
+    assert [e["choices"][0]["delta"].get("content") for e in events[1:6]] == ["w0 ", "w1 ", "w2 ", "w3 ", "w4 "]
+    assert events[-1]["choices"][0]["finish_reason"] == "stop"
