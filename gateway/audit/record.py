@@ -30,7 +30,7 @@ class RecordBuilder:
         self.instance = instance
         self._ids = ids
         self.content_mode = content_mode
-        self._hmac_key = hmac_key
+        self._hmac = hmac.new(hmac_key, digestmod=sha256)  # keyed once; copies skip re-deriving the pads
 
     def exchange_record(self, exchange: Exchange, policy_version: str) -> dict[str, Any]:
         principal = exchange.principal
@@ -89,4 +89,6 @@ class RecordBuilder:
         return {"request": exchange.body, "response": response.decode("utf-8", "replace"), "redacted": self.content_mode == "redacted"}
 
     def _digest(self, data: bytes) -> str:
-        return hmac.new(self._hmac_key, data, sha256).hexdigest()
+        digest = self._hmac.copy()
+        digest.update(data)
+        return digest.hexdigest()
