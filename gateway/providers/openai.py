@@ -28,6 +28,7 @@ from gateway.providers.sse import DONE, SSEDecoder
 from gateway.secret import Secret
 
 MAX_ERROR_BODY_BYTES = 64 * 1024
+DRAIN_AFTER_DONE_S = 1.0  # how long to wait for the end of a stream's body after its [DONE]
 
 
 class OpenAIProvider:
@@ -160,6 +161,7 @@ class OpenAIStream:
         self._response = response
         self._idle_s = idle_s
         self._api_key = api_key
+        self._saw_done = False
 
     def __aiter__(self) -> AsyncIterator[list[StreamEvent]]:
         return self._batches()
@@ -167,17 +169,35 @@ class OpenAIStream:
     async def _batches(self) -> AsyncIterator[list[StreamEvent]]:
         decoder = SSEDecoder()
         content = self._response.content
-        try:
-            while True:
-                batch, done, error = self._decode(decoder, await self._read(content))
-                if batch:
-                    yield batch
-                if error is not None:
-                    raise error
-                if done:
-                    return
-        finally:
-            self._response.release()
+        while True:
+            batch, done, error = self._decode(decoder, await self._read(content))
+            if batch:
+                yield batch
+            if error is not None:
+                raise error
+            if done:
+                self._saw_done = True
+                return
+
+    async def aclose(self) -> None:
+        """Return the connection to the pool after a complete stream, else drop it.
+
+        `[DONE]` can arrive a read before the end of the HTTP body; releasing right away would make aiohttp
+        close a healthy keep-alive connection (a new TCP and TLS handshake for the next call). So the rest
+        of the body is read first, briefly: the client already has its `[DONE]` by now.
+        """
+        response = self._response
+        if self._saw_done and not response.content.at_eof():
+            try:
+                async with asyncio.timeout(min(self._idle_s, DRAIN_AFTER_DONE_S)):
+                    while await response.content.readany():
+                        pass
+            except (TimeoutError, aiohttp.ClientError):
+                pass
+        if self._saw_done and response.content.at_eof():
+            response.release()
+        else:
+            response.close()  # an unfinished body must not go back to the pool
 
     def _decode(self, decoder: SSEDecoder, chunk: bytes) -> tuple[list[StreamEvent], bool, UpstreamError | None]:
         """The events completed by one read, whether [DONE] came, and the failure that cut the read short.
@@ -221,5 +241,3 @@ class OpenAIStream:
             raise UpstreamStatusError(f"provider {self._provider!r} reported an error mid-stream: {_error_message(payload, self._api_key)}", code="upstream_stream_error")
         return event
 
-    async def aclose(self) -> None:
-        self._response.close()  # close, not release: an unfinished body must not go back to the pool

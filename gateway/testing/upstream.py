@@ -33,6 +33,7 @@ class Reply:
     stream_raw: bytes | None = None  # streams: send these bytes verbatim in place of the third event, then go on
     words: int = 5  # streams: content events (plus role and finish events)
     split_events: bool = False  # streams: write each event in two halves, a moment apart (separate reads)
+    done_gap_s: float = 0.0  # streams: pause between `data: [DONE]` and the end of the HTTP body
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +43,7 @@ class Received:
     headers: dict[str, str]
     body: Any
     raw: bytes
+    peer_port: int  # the client's source port: equal ports mean a reused keep-alive connection
 
 
 class FakeUpstream:
@@ -80,7 +82,8 @@ class FakeUpstream:
             body = orjson.loads(raw) if raw else None
         except orjson.JSONDecodeError:
             body = None
-        self.received.append(Received(request.method, request.path, dict(request.headers), body, raw))
+        peer = request.transport.get_extra_info("peername") if request.transport else None
+        self.received.append(Received(request.method, request.path, dict(request.headers), body, raw, peer[1] if peer else 0))
         reply = self.script.popleft() if self.script else self.default
         if reply.delay_s:
             await asyncio.sleep(reply.delay_s)
@@ -127,6 +130,8 @@ class FakeUpstream:
                 await response.write(data)
             if not reply.omit_done:
                 await response.write(b"data: [DONE]\n\n")
+            if reply.done_gap_s:
+                await asyncio.sleep(reply.done_gap_s)
             await response.write_eof()
         except (ConnectionResetError, asyncio.CancelledError):
             self.disconnects += 1

@@ -283,3 +283,25 @@ async def test_stream_events_split_across_reads_are_reassembled(provider: OpenAI
     await stream.aclose()
     assert [e["choices"][0]["delta"].get("content") for e in events[1:6]] == ["w0 ", "w1 ", "w2 ", "w3 ", "w4 "]
     assert events[-1]["choices"][0]["finish_reason"] == "stop"
+
+
+async def test_connection_is_reused_when_the_body_ends_after_done(provider: OpenAIProvider, upstream: FakeUpstream) -> None:
+    # [DONE] and the end of the chunked body arrive in separate reads: the connection must still go back to
+    # the pool instead of being closed (which would cost every stream a new TCP/TLS handshake).
+    upstream.enqueue(Reply(done_gap_s=0.05), Reply(done_gap_s=0.05))
+    for _ in range(2):
+        stream = await provider.open_stream(call(STREAM_BODY))
+        assert len(await collect(stream)) == 7
+        await stream.aclose()
+    first, second = upstream.received
+    assert first.peer_port == second.peer_port
+
+
+async def test_connection_of_an_unfinished_stream_is_not_reused(provider: OpenAIProvider, upstream: FakeUpstream) -> None:
+    upstream.enqueue(Reply(chunk_delay_s=0.05, words=20))
+    stream = await provider.open_stream(call(STREAM_BODY))
+    await stream.__aiter__().__anext__()
+    await stream.aclose()  # mid-body: this connection cannot carry another request
+    await provider.send(call())
+    first, second = upstream.received
+    assert first.peer_port != second.peer_port
