@@ -59,12 +59,16 @@ async def build_app(config: GatewayConfig, metrics: Metrics | None = None) -> we
             await provider.close()
         await session.close()
 
+    async def metrics_flush(_: web.Application) -> AsyncIterator[None]:
+        async with metrics.flushing():
+            yield
+
     async def audit_writer(_: web.Application) -> AsyncIterator[None]:
         await audit.start()
         yield
         await audit.close()  # torn down first (reverse order): the last records flush before anything closes
 
-    app.cleanup_ctx.extend((upstream_session, audit_writer))
+    app.cleanup_ctx.extend((upstream_session, metrics_flush, audit_writer))
 
     proxy = ProxyHandlers(pipeline, config)
     ops = OpsHandlers(pipeline, instance)

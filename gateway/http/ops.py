@@ -47,7 +47,9 @@ class OpsHandlers:
 
     async def metrics(self, request: web.Request) -> web.Response:
         # Multiprocess mode reads one file per worker: keep that disk I/O off the event loop.
-        exposition = await asyncio.get_running_loop().run_in_executor(None, self.pipeline.metrics.exposition)
+        metrics = self.pipeline.metrics
+        metrics.flush()  # this worker's latest samples; the others flush on their own within a second
+        exposition = await asyncio.get_running_loop().run_in_executor(None, metrics.exposition)
         return web.Response(body=exposition, headers={"content-type": PROMETHEUS_TEXT, **self._headers(request)})
 
     def _headers(self, request: web.Request) -> dict[str, str]:

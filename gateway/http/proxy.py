@@ -68,7 +68,7 @@ class ProxyHandlers:
     async def _proxy(self, request: web.Request, endpoint: Endpoint) -> web.StreamResponse:
         pipeline = self.pipeline
         exchange = Exchange(request_id_of(request, self.pipeline.ids), endpoint)
-        pipeline.metrics.in_flight.inc()
+        pipeline.metrics.request_started()
         try:
             try:
                 await read_body(request, exchange, self.max_body_bytes)
@@ -88,7 +88,7 @@ class ProxyHandlers:
             pipeline.finish(exchange, 200, "ok")
             return web.Response(body=payload, content_type=JSON, headers=gateway_headers(exchange, pipeline.policy.version))
         finally:
-            pipeline.metrics.in_flight.dec()
+            pipeline.metrics.request_ended()
 
     async def _stream(self, request: web.Request, exchange: Exchange, upstream: UpstreamStream) -> web.StreamResponse:
         """Relay an accepted stream. Failures before this point were ordinary error responses; from here

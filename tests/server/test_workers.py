@@ -85,6 +85,8 @@ def test_two_workers_share_the_port(two_workers: tuple[GatewayProcess, str], tmp
     assert sorted(r["request_id"] for r in records) == sorted(f"w-{i}" for i in range(REQUESTS))
     assert {r["instance"] for r in records} == workers  # both workers served, each wrote its own records
 
+    # Each worker publishes its samples at least once a second (and on the scrape it answers itself).
+    wait_until(lambda: scrape_total(url) == REQUESTS or None, timeout=5, what="both workers' samples in a scrape")
     for _ in range(4):  # whichever worker answers the scrape, it reports the whole instance
         samples = parse_metrics(get(f"{url}/metrics").body.decode())
         assert metric_sum(samples, "gateway_requests_total") == REQUESTS
@@ -105,6 +107,7 @@ def test_a_dead_worker_is_replaced(two_workers: tuple[GatewayProcess, str], tmp_
         for _ in range(6):
             client.chat.completions.create(model="mock-gpt", messages=[{"role": "user", "content": "before"}])
 
+    wait_until(lambda: scrape_total(url) == 6 or None, timeout=5, what="the samples published")
     victim = int(sorted(workers)[0].rsplit(":", 1)[1])  # instance ids are host:pid
     os.kill(victim, signal.SIGKILL)
 
@@ -113,7 +116,7 @@ def test_a_dead_worker_is_replaced(two_workers: tuple[GatewayProcess, str], tmp_
     with sdk_client(local_gateway(port)) as client:
         reply = client.chat.completions.create(model="mock-gpt", messages=[{"role": "user", "content": "after"}])
     assert reply.choices[0].message.content == "Mock reply: after"
-    assert scrape_total(url) == 7  # the dead worker's counts are kept
+    wait_until(lambda: scrape_total(url) == 7 or None, timeout=5, what="the dead worker's published counts kept")
 
     process.terminate()
     assert process.wait(timeout=20) == 0
