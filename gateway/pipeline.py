@@ -90,6 +90,7 @@ class Pipeline:
         """
         guard = self.policy.stream_guard(exchange)
         batches = upstream.__aiter__()
+        last: list[StreamEvent] = []
         while True:
             waited = time.perf_counter()
             try:
@@ -100,10 +101,14 @@ class Pipeline:
                 exchange.upstream_s += time.perf_counter() - waited
             if guard is not None:
                 batch = [checked for event in batch for checked in guard.feed(event)]
+            if upstream.complete:  # the last batch: it goes out with the end of the stream, in one write
+                last = batch
+                break
             if batch:
                 yield b"".join([self._relayed(exchange, event) for event in batch])
-        tail = guard.finish() if guard is not None else []
-        yield b"".join([self._relayed(exchange, event) for event in tail]) + DONE_EVENT
+        if guard is not None:
+            last.extend(guard.finish())
+        yield b"".join([self._relayed(exchange, event) for event in last]) + DONE_EVENT
 
     def _relayed(self, exchange: Exchange, event: StreamEvent) -> bytes:
         exchange.stream_chunks += 1

@@ -109,11 +109,12 @@ class ProxyHandlers:
     async def _relay(self, response: web.StreamResponse, exchange: Exchange, upstream: UpstreamStream) -> tuple[str, GatewayError | None]:
         try:
             async for data in self.pipeline.relay(exchange, upstream):
+                if data.endswith(DONE_EVENT):  # relay() ends every stream with [DONE], and only there
+                    await response.write_eof(data)  # the last events, [DONE] and the chunked end: one write
+                    break
                 await response.write(data)
         except GatewayError as error:
             log.warning("stream %s ended early: %s", exchange.request_id, error.message)
-            await response.write(b"data: " + error.body(exchange.request_id) + b"\n\n" + DONE_EVENT)
-            await response.write_eof()
+            await response.write_eof(b"data: " + error.body(exchange.request_id) + b"\n\n" + DONE_EVENT)
             return "stream_error", error
-        await response.write_eof()
         return "ok", None

@@ -32,6 +32,10 @@ class UpstreamStream(Protocol):
     them with one write: as soon as they arrive, but without a system call per event.
     """
 
+    complete: bool
+    """True once the upstream's [DONE] arrived: set before the last batch is handed out, so the relay can
+    send that batch and the end of the stream in one write."""
+
     def __aiter__(self) -> AsyncIterator[list[StreamEvent]]: ...
 
     async def aclose(self) -> None:

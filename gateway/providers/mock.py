@@ -104,20 +104,24 @@ class MockStream:
     def __init__(self, call: UpstreamCall, chunk_delay_s: float) -> None:
         self._call = call
         self._chunk_delay_s = chunk_delay_s
+        self.complete = False
 
     def __aiter__(self) -> AsyncIterator[list[StreamEvent]]:
         return self._batches()
 
     async def _batches(self) -> AsyncIterator[list[StreamEvent]]:
         """One event per batch: the mock streams one chunk per word, like a model generating tokens."""
-        async for event in self._events():
+        events = self._events()
+        for index, event in enumerate(events):
+            if self._chunk_delay_s and index:
+                await asyncio.sleep(self._chunk_delay_s)
+            self.complete = index == len(events) - 1
             yield [event]
 
-    async def _events(self) -> AsyncIterator[StreamEvent]:
+    def _events(self) -> list[StreamEvent]:
         call = self._call
         prompt = _prompt_text(call)
         reply = REPLY_PREFIX + prompt
-        words = reply.split(" ")
         chat = call.endpoint is Endpoint.CHAT
         base = {
             "id": f"mock-{call.request_id}",
@@ -125,18 +129,18 @@ class MockStream:
             "created": int(time.time()),
             "model": call.body.get("model", ""),
         }
+        events: list[StreamEvent] = []
         if chat:
-            yield {**base, "choices": [_chunk_choice({"role": "assistant", "content": ""}, None)]}
-        for index, word in enumerate(words):
-            if self._chunk_delay_s:
-                await asyncio.sleep(self._chunk_delay_s)
+            events.append({**base, "choices": [_chunk_choice({"role": "assistant", "content": ""}, None)]})
+        for index, word in enumerate(reply.split(" ")):
             piece = word if index == 0 else " " + word
             choice = _chunk_choice({"content": piece}, None) if chat else _text_choice(piece, None)
-            yield {**base, "choices": [choice]}
-        yield {**base, "choices": [_chunk_choice({}, "stop") if chat else _text_choice("", "stop")]}
+            events.append({**base, "choices": [choice]})
+        events.append({**base, "choices": [_chunk_choice({}, "stop") if chat else _text_choice("", "stop")]})
         options = call.body.get("stream_options")
         if isinstance(options, dict) and options.get("include_usage"):
-            yield {**base, "choices": [], "usage": _usage(prompt, reply)}
+            events.append({**base, "choices": [], "usage": _usage(prompt, reply)})
+        return events
 
     async def aclose(self) -> None:
         return None

@@ -161,7 +161,7 @@ class OpenAIStream:
         self._response = response
         self._idle_s = idle_s
         self._api_key = api_key
-        self._saw_done = False
+        self.complete = False
 
     def __aiter__(self) -> AsyncIterator[list[StreamEvent]]:
         return self._batches()
@@ -171,12 +171,12 @@ class OpenAIStream:
         content = self._response.content
         while True:
             batch, done, error = self._decode(decoder, await self._read(content))
+            self.complete = done
             if batch:
                 yield batch
             if error is not None:
                 raise error
             if done:
-                self._saw_done = True
                 return
 
     async def aclose(self) -> None:
@@ -187,14 +187,14 @@ class OpenAIStream:
         of the body is read first, briefly: the client already has its `[DONE]` by now.
         """
         response = self._response
-        if self._saw_done and not response.content.at_eof():
+        if self.complete and not response.content.at_eof():
             try:
                 async with asyncio.timeout(min(self._idle_s, DRAIN_AFTER_DONE_S)):
                     while await response.content.readany():
                         pass
             except (TimeoutError, aiohttp.ClientError):
                 pass
-        if self._saw_done and response.content.at_eof():
+        if self.complete and response.content.at_eof():
             response.release()
         else:
             response.close()  # an unfinished body must not go back to the pool
