@@ -13,9 +13,11 @@ import collections
 import logging
 import os
 from pathlib import Path
-from typing import Any, BinaryIO, Protocol
+from typing import BinaryIO, Protocol
 
 import orjson
+
+from gateway.audit.record import AuditRecord
 
 log = logging.getLogger(__name__)
 
@@ -26,7 +28,7 @@ BATCH_LINGER_S = 0.02
 
 
 class AuditSink(Protocol):
-    def submit(self, record: dict[str, Any]) -> None:
+    def submit(self, record: AuditRecord) -> None:
         """Queue one record; must not block or raise."""
 
     def accepting(self) -> bool:
@@ -38,14 +40,14 @@ class LocalAuditWriter:
         self.path = directory / AUDIT_FILE
         self._directory = directory
         self._queue_size = queue_size
-        self._pending: collections.deque[dict[str, Any]] = collections.deque()
+        self._pending: collections.deque[AuditRecord] = collections.deque()
         self._wakeup = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._file: BinaryIO | None = None
         self._closing = False
         self.written = 0
 
-    def submit(self, record: dict[str, Any]) -> None:
+    def submit(self, record: AuditRecord) -> None:
         self._pending.append(record)
         self._wakeup.set()
 
@@ -95,7 +97,7 @@ class LocalAuditWriter:
             self._pending.popleft()
         self.written += len(batch)
 
-    def _append(self, batch: list[dict[str, Any]]) -> None:
+    def _append(self, batch: list[AuditRecord]) -> None:
         """Runs in a worker thread: serialising a large batch must not hold up the event loop either."""
         assert self._file is not None
         self._file.write(b"".join([orjson.dumps(record, option=orjson.OPT_APPEND_NEWLINE) for record in batch]))

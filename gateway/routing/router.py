@@ -79,7 +79,7 @@ class Router:
         elapsed = time.perf_counter() - started
         exchange.upstream_s += elapsed
         if error is None:
-            exchange.attempts.append(Attempt(target.label, 200, elapsed * 1000))
+            exchange.attempts.append(Attempt(target.label, 200, round(elapsed * 1000, 3)))
             return
-        exchange.attempts.append(Attempt(target.label, error.status, elapsed * 1000, error.code))
+        exchange.attempts.append(Attempt(target.label, error.status, round(elapsed * 1000, 3), error.code))
         self._metrics.upstream_error(target.provider, error.code)
