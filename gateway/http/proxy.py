@@ -86,7 +86,9 @@ class ProxyHandlers:
             if exchange.stream:
                 return await self._stream(request, exchange, upstream)
             pipeline.finish(exchange, 200, "ok")
-            return web.Response(body=payload, content_type=JSON, headers=gateway_headers(exchange, pipeline.policy.version))
+            headers = gateway_headers(exchange, pipeline.policy.version)
+            headers["Content-Type"] = JSON  # as a header, not content_type=: skips aiohttp's charset handling
+            return web.Response(body=payload, headers=headers)
         finally:
             pipeline.metrics.request_ended()
 

@@ -36,7 +36,8 @@ def request_id_of(request: web.Request, ids: IdGenerator) -> str:
 
 async def read_body(request: web.Request, exchange: Exchange, max_bytes: int) -> None:
     """Sets `exchange.body`, `.model` and `.stream`, or raises `InvalidRequest`/`BodyTooLarge`."""
-    if request.content_type != "application/json":
+    # SDKs send exactly this; only other spellings (parameters, case) need the full header parse.
+    if request.headers.get("Content-Type") != "application/json" and request.content_type != "application/json":
         raise InvalidRequest(f"Content-Type must be application/json (got {request.content_type!r}).", code="unsupported_content_type")
     length = request.content_length
     if length is not None and length > max_bytes:

@@ -78,30 +78,39 @@ class OpenAIProvider:
         return None  # the session belongs to the app, which closes it
 
     async def _post(self, call: UpstreamCall) -> aiohttp.ClientResponse:
-        """Send the request and wait for the status line and headers; non-2xx become errors here."""
+        """Send the request and wait for the status line and headers; non-2xx become errors here.
+
+        One timer serves both read deadlines: aiohttp's socket-read timeout is `first_byte_s` until the
+        headers arrive (nothing is read before them), then becomes `idle_s` for the body. A separate
+        `asyncio.timeout` around the call would arm a second timer on every request.
+        """
         timeouts = self._timeouts
         timeout = self._client_timeouts.get(call.timeout_s)
         if timeout is None:
-            timeout = aiohttp.ClientTimeout(total=call.timeout_s, sock_connect=timeouts.connect_s, sock_read=timeouts.idle_s)
+            timeout = aiohttp.ClientTimeout(total=call.timeout_s, sock_connect=timeouts.connect_s, sock_read=timeouts.first_byte_s)
             self._client_timeouts[call.timeout_s] = timeout
         headers = self._headers if not call.request_id else {**self._headers, "x-request-id": call.request_id}
         url = f"{self._base_url}/{call.endpoint.value}"
-        first_byte_s = min(timeouts.first_byte_s, call.timeout_s)
         try:
-            async with asyncio.timeout(first_byte_s):
-                # No redirects: base_url is the trust boundary, and the provider's headers must not follow a
-                # redirect to another host (aiohttp drops Authorization there, but not `headers:` like api-key).
-                response = await self._session.post(
-                    url, data=orjson.dumps(call.body), headers=headers, timeout=timeout, allow_redirects=False
-                )
+            # No redirects: base_url is the trust boundary, and the provider's headers must not follow a
+            # redirect to another host (aiohttp drops Authorization there, but not `headers:` like api-key).
+            response = await self._session.post(
+                url, data=orjson.dumps(call.body), headers=headers, timeout=timeout, allow_redirects=False
+            )
         except aiohttp.ConnectionTimeoutError:  # before TimeoutError: aiohttp's timeouts subclass it
             raise UpstreamTimeout(f"provider {self.name!r} did not accept a connection within {timeouts.connect_s:g}s", code="upstream_connect_timeout") from None
+        except aiohttp.ServerTimeoutError:
+            raise UpstreamTimeout(f"provider {self.name!r} did not answer within {timeouts.first_byte_s:g}s", code="upstream_first_byte_timeout") from None
         except TimeoutError:
-            raise UpstreamTimeout(f"provider {self.name!r} did not answer within {first_byte_s:g}s", code="upstream_first_byte_timeout") from None
+            raise UpstreamTimeout(f"provider {self.name!r} did not answer within the call's deadline ({call.timeout_s:g}s)", code="upstream_deadline_exceeded") from None
         except aiohttp.ClientConnectorError as exc:
             raise UpstreamConnectError(f"cannot connect to provider {self.name!r}: {exc.os_error.strerror or exc}") from None
         except aiohttp.ClientError as exc:
             raise UpstreamConnectError(f"provider {self.name!r} closed the connection: {type(exc).__name__}") from None
+        connection = response.connection
+        if connection is not None and connection.protocol is not None:
+            connection.protocol.read_timeout = timeouts.idle_s
+            connection.protocol.start_timeout()  # re-arm now with the idle deadline
         if response.status < 300:
             return response
         raise await self._status_error(response)

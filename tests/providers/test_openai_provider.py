@@ -191,11 +191,12 @@ async def test_first_byte_timeout(upstream: FakeUpstream, session: aiohttp.Clien
     assert (caught.value.status, caught.value.code) == (504, "upstream_first_byte_timeout")
 
 
-async def test_attempt_timeout_caps_the_first_byte_deadline(provider: OpenAIProvider, upstream: FakeUpstream) -> None:
+async def test_call_deadline_caps_the_wait_for_the_first_byte(provider: OpenAIProvider, upstream: FakeUpstream) -> None:
+    # first_byte_s is 5 s here; the call's own deadline (the route's timeout_s) is shorter and wins.
     upstream.enqueue(Reply(delay_s=3))
     with pytest.raises(UpstreamTimeout) as caught:
         await provider.send(call(timeout_s=0.2))
-    assert caught.value.code == "upstream_first_byte_timeout"
+    assert caught.value.code == "upstream_deadline_exceeded"
 
 
 # -- streams -----------------------------------------------------------------------------------------------------
@@ -305,3 +306,17 @@ async def test_connection_of_an_unfinished_stream_is_not_reused(provider: OpenAI
     await provider.send(call())
     first, second = upstream.received
     assert first.peer_port != second.peer_port
+
+
+async def test_a_slow_first_byte_is_bounded_by_first_byte_s_not_idle_s(upstream: FakeUpstream, session: aiohttp.ClientSession) -> None:
+    # A model may think for long before its headers (non-streamed replies); idle_s only bounds the gaps after.
+    provider = OpenAIProvider(provider_config(upstream.base_url, first_byte_s=5, idle_s=0.2), session)
+    upstream.enqueue(Reply(delay_s=0.6))
+    reply = await provider.send(call())
+    assert reply["choices"][0]["message"]["content"].startswith("echo")
+    upstream.enqueue(Reply(delay_s=0.6, chunk_delay_s=0.5))  # then a stream that stalls past idle_s
+    stream = await provider.open_stream(call(STREAM_BODY))
+    with pytest.raises(UpstreamTimeout) as caught:
+        await collect(stream)
+    await stream.aclose()
+    assert caught.value.code == "upstream_idle_timeout"
