@@ -58,13 +58,7 @@ class OpenAIProvider:
                 raise UpstreamConnectError(f"provider {self.name!r} broke off its reply: {type(exc).__name__}") from None
         finally:
             response.release()
-        try:
-            body = orjson.loads(raw)
-        except orjson.JSONDecodeError:
-            raise UpstreamBadResponse(f"provider {self.name!r} answered with a body that is not JSON") from None
-        if not isinstance(body, dict):
-            raise UpstreamBadResponse(f"provider {self.name!r} answered JSON that is not an object")
-        return body
+        return _json_object(raw, f"provider {self.name!r} answered with a body")
 
     async def open_stream(self, call: UpstreamCall) -> OpenAIStream:
         response = await self._post(call)
@@ -131,6 +125,17 @@ class OpenAIProvider:
             return UpstreamStatusError(f"provider {self.name!r} failed with HTTP {status}: {message}", code=f"upstream_status_{status}")
         headers = {"retry-after": response.headers["retry-after"]} if "retry-after" in response.headers else {}
         return UpstreamRejected(status, f"provider {self.name!r}: {message}", headers=headers)
+
+
+def _json_object(raw: bytes, what: str) -> dict[str, Any]:
+    """Upstream JSON that must be an object; anything else is the provider breaking the protocol."""
+    try:
+        value = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        raise UpstreamBadResponse(f"{what} that is not JSON") from None
+    if not isinstance(value, dict):
+        raise UpstreamBadResponse(f"{what} that is JSON but not an object")
+    return value
 
 
 def _read_timeout(provider: str, exc: TimeoutError, where: str) -> UpstreamTimeout:
@@ -240,12 +245,7 @@ class OpenAIStream:
             raise UpstreamBadResponse(f"provider {self._provider!r} sent an invalid stream: {exc}") from None
 
     def _parse(self, payload: bytes) -> StreamEvent:
-        try:
-            event = orjson.loads(payload)
-        except orjson.JSONDecodeError:
-            raise UpstreamBadResponse(f"provider {self._provider!r} sent a stream event that is not JSON") from None
-        if not isinstance(event, dict):
-            raise UpstreamBadResponse(f"provider {self._provider!r} sent a stream event that is not an object")
+        event = _json_object(payload, f"provider {self._provider!r} sent a stream event")
         if "error" in event and "choices" not in event:
             raise UpstreamStatusError(f"provider {self._provider!r} reported an error mid-stream: {_error_message(payload, self._api_key)}", code="upstream_stream_error")
         return event

@@ -7,13 +7,16 @@ has exactly one target (the config refuses more), and every attempt is recorded 
 from __future__ import annotations
 
 import time
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 from gateway.config.model import ModelRoute, Target
 from gateway.errors import UnknownModel, UpstreamError
 from gateway.exchange import Attempt, Exchange
 from gateway.metrics import Metrics
 from gateway.providers.base import Provider, UpstreamCall, UpstreamStream
+
+T = TypeVar("T")
 
 
 class Router:
@@ -42,26 +45,22 @@ class Router:
         return route
 
     async def send(self, exchange: Exchange) -> dict[str, Any]:
-        target, call, provider = self._prepare(exchange)
-        started = time.perf_counter()
-        try:
-            reply = await provider.send(call)
-        except UpstreamError as exc:
-            self._record(exchange, target, started, error=exc)
-            raise
-        self._record(exchange, target, started)
-        return reply
+        return await self._attempt(exchange, lambda provider, call: provider.send(call))
 
     async def open_stream(self, exchange: Exchange) -> UpstreamStream:
+        return await self._attempt(exchange, lambda provider, call: provider.open_stream(call))
+
+    async def _attempt(self, exchange: Exchange, make_call: Callable[[Provider, UpstreamCall], Awaitable[T]]) -> T:
+        """One call to the route's target, recorded on the exchange whether it succeeds or fails."""
         target, call, provider = self._prepare(exchange)
         started = time.perf_counter()
         try:
-            stream = await provider.open_stream(call)
+            result = await make_call(provider, call)
         except UpstreamError as exc:
             self._record(exchange, target, started, error=exc)
             raise
         self._record(exchange, target, started)
-        return stream
+        return result
 
     def _prepare(self, exchange: Exchange) -> tuple[Target, UpstreamCall, Provider]:
         route = exchange.route or self.resolve(exchange)
