@@ -369,6 +369,23 @@ def _check(status: int, body: bytes, stream: bool) -> str | None:
     return None
 
 
+async def timed_request(conn: ClientConn, request: bytes, stream: bool, samples: Samples) -> tuple[float, ...] | None:
+    """One request on `conn`, counted in `samples`: (sent, first byte, done) when the reply was good,
+    `()` when it was bad, None when the connection failed (the caller stops using it)."""
+    sent = time.perf_counter()
+    try:
+        status, first, done, body = await asyncio.wait_for(conn.request(request), 30.0)
+    except (ConnectionError, asyncio.TimeoutError) as exc:
+        samples.errors[type(exc).__name__] += 1
+        return None
+    error = _check(status, body, stream)
+    if error:
+        samples.errors[error] += 1
+        return ()
+    samples.completed += 1
+    return sent, first, done
+
+
 async def closed_loop(port: int, request: bytes, stream: bool, concurrency: int, duration: float) -> Samples:
     """`concurrency` connections, each sending the next request when the previous reply is complete."""
     samples = Samples()
@@ -378,17 +395,11 @@ async def closed_loop(port: int, request: bytes, stream: bool, concurrency: int,
 
     async def worker(conn: ClientConn) -> None:
         while time.perf_counter() < deadline and not conn.closed:
-            sent = time.perf_counter()
-            try:
-                status, _first, done, body = await asyncio.wait_for(conn.request(request), 30.0)
-            except (ConnectionError, asyncio.TimeoutError) as exc:
-                samples.errors[type(exc).__name__] += 1
+            timing = await timed_request(conn, request, stream, samples)
+            if timing is None:
                 return
-            error = _check(status, body, stream)
-            if error:
-                samples.errors[error] += 1
-            else:
-                samples.completed += 1
+            if timing:
+                sent, _first, done = timing
                 samples.latencies.append(done - sent)
 
     await asyncio.gather(*(worker(conn) for conn in conns))
@@ -410,17 +421,11 @@ async def open_loop(port: int, request: bytes, stream: bool, rate: float, durati
     tasks: set[asyncio.Task[None]] = set()
 
     async def one(conn: ClientConn) -> None:
-        sent = time.perf_counter()
-        try:
-            status, first, done, body = await asyncio.wait_for(conn.request(request), 30.0)
-        except (ConnectionError, asyncio.TimeoutError) as exc:
-            samples.errors[type(exc).__name__] += 1
+        timing = await timed_request(conn, request, stream, samples)
+        if timing is None:
             return
-        error = _check(status, body, stream)
-        if error:
-            samples.errors[error] += 1
-        else:
-            samples.completed += 1
+        if timing:
+            sent, first, done = timing
             samples.latencies.append(done - sent)
             samples.ttfb.append(first - sent)
             samples.spread.append(done - first)
