@@ -15,9 +15,12 @@ from gateway.exchange import Endpoint
 StreamEvent = dict[str, Any]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class UpstreamCall:
-    """What the router asks a provider to do: the checked body, already re-targeted to the provider's model."""
+    """What the router asks a provider to do: the checked body, already re-targeted to the provider's model.
+
+    Built once per request and never changed; not `frozen` only because that costs a setattr call per field.
+    """
 
     endpoint: Endpoint
     body: dict[str, Any]
