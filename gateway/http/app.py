@@ -25,14 +25,10 @@ from gateway.policy.engine import NoPolicies
 from gateway.providers import build_provider
 from gateway.routing.router import Router
 
-CONFIG = web.AppKey("config", GatewayConfig)
-PIPELINE = web.AppKey("pipeline", Pipeline)
-AUDIT_WRITER = web.AppKey("audit_writer", LocalAuditWriter)
 
-
-async def build_app(config: GatewayConfig, metrics: Metrics | None = None) -> web.Application:
+async def build_app(config: GatewayConfig) -> web.Application:
     """Must run inside the worker's event loop (the client session binds to it)."""
-    metrics = metrics or Metrics()
+    metrics = Metrics()
     limits = config.limits
     connector = aiohttp.TCPConnector(limit=limits.upstream_connections, limit_per_host=0, keepalive_timeout=30, ttl_dns_cache=300)
     session = aiohttp.ClientSession(connector=connector, auto_decompress=True, skip_auto_headers=("User-Agent",))
@@ -49,9 +45,6 @@ async def build_app(config: GatewayConfig, metrics: Metrics | None = None) -> we
     )
 
     app = web.Application(client_max_size=limits.max_body_bytes, handler_args={"max_field_size": 16 * 1024})
-    app[CONFIG] = config
-    app[PIPELINE] = pipeline
-    app[AUDIT_WRITER] = audit
 
     async def upstream_session(_: web.Application) -> AsyncIterator[None]:
         yield
