@@ -6,6 +6,8 @@ from aiohttp import web
 
 from gateway.errors import GatewayError
 from gateway.exchange import Exchange
+from gateway.http.request_body import request_id_of
+from gateway.pipeline import Pipeline
 
 JSON = "application/json"
 
@@ -13,6 +15,16 @@ JSON = "application/json"
 def plain_headers(request_id: str, policy_version: str) -> dict[str, str]:
     """What every gateway answer carries, proxied or not."""
     return {"x-request-id": request_id, "x-gateway-policy-version": policy_version}
+
+
+def reply_headers(request: web.Request, pipeline: Pipeline) -> dict[str, str]:
+    """`plain_headers` for an answer that is not a proxied exchange (models, health, metrics)."""
+    return plain_headers(request_id_of(request, pipeline.ids), pipeline.policy.version)
+
+
+def request_error(request: web.Request, pipeline: Pipeline, error: GatewayError) -> web.Response:
+    """The error answer for a request that never became a model exchange (a 404, an unknown model id)."""
+    return error_response(error, Exchange(request_id_of(request, pipeline.ids), None), pipeline.policy.version)
 
 
 def gateway_headers(exchange: Exchange, policy_version: str) -> dict[str, str]:

@@ -8,9 +8,7 @@ from aiohttp import web
 
 from gateway import __version__
 from gateway.errors import NotFound
-from gateway.exchange import Exchange
-from gateway.http.headers import error_response, plain_headers
-from gateway.http.request_body import request_id_of
+from gateway.http.headers import reply_headers, request_error
 from gateway.pipeline import Pipeline
 
 PROMETHEUS_TEXT = "text/plain; version=0.0.4; charset=utf-8"
@@ -30,7 +28,7 @@ class OpsHandlers:
 
     async def healthz(self, request: web.Request) -> web.Response:
         """Liveness: the event loop answers. Nothing else is checked, so a restart never fixes a dependency."""
-        return web.json_response({"status": "ok"}, headers=self._headers(request))
+        return web.json_response({"status": "ok"}, headers=reply_headers(request, self.pipeline))
 
     async def readyz(self, request: web.Request) -> web.Response:
         """Readiness: able to take traffic now (audit accepting records), with the live policy version."""
@@ -43,19 +41,15 @@ class OpsHandlers:
             "checks": {"audit": "ok" if audit_ok else "backlogged"},
             "models": sorted(self.pipeline.router.routes),
         }
-        return web.json_response(body, status=200 if audit_ok else 503, headers=self._headers(request))
+        return web.json_response(body, status=200 if audit_ok else 503, headers=reply_headers(request, self.pipeline))
 
     async def metrics(self, request: web.Request) -> web.Response:
         # Multiprocess mode reads one file per worker: keep that disk I/O off the event loop.
         metrics = self.pipeline.metrics
         metrics.flush()  # this worker's latest samples; the others flush on their own within a second
         exposition = await asyncio.get_running_loop().run_in_executor(None, metrics.exposition)
-        return web.Response(body=exposition, headers={"content-type": PROMETHEUS_TEXT, **self._headers(request)})
-
-    def _headers(self, request: web.Request) -> dict[str, str]:
-        return plain_headers(request_id_of(request, self.pipeline.ids), self.pipeline.policy.version)
+        return web.Response(body=exposition, headers={"content-type": PROMETHEUS_TEXT, **reply_headers(request, self.pipeline)})
 
     async def not_found(self, request: web.Request) -> web.Response:
-        exchange = Exchange(request_id_of(request, self.pipeline.ids), None)
         error = NotFound(f"No endpoint {request.method} {request.path} on this gateway.")
-        return error_response(error, exchange, self.pipeline.policy.version)
+        return request_error(request, self.pipeline, error)

@@ -11,7 +11,7 @@ from aiohttp import web
 from gateway.config.model import GatewayConfig
 from gateway.errors import GatewayError, NotFound
 from gateway.exchange import Endpoint, Exchange
-from gateway.http.headers import JSON, error_response, gateway_headers, plain_headers
+from gateway.http.headers import JSON, error_response, gateway_headers, reply_headers, request_error
 from gateway.http.request_body import read_body, request_id_of
 from gateway.pipeline import Pipeline
 from gateway.providers.sse import DONE_EVENT
@@ -50,17 +50,14 @@ class ProxyHandlers:
 
     async def models(self, request: web.Request) -> web.Response:
         data = [self._model_entry(name) for name in self.pipeline.router.routes]
-        headers = plain_headers(request_id_of(request, self.pipeline.ids), self.pipeline.policy.version)
-        return web.json_response({"object": "list", "data": data}, headers=headers)
+        return web.json_response({"object": "list", "data": data}, headers=reply_headers(request, self.pipeline))
 
     async def model(self, request: web.Request) -> web.Response:
         name = request.match_info["model"]
         if name not in self.pipeline.router.routes:
-            exchange = Exchange(request_id_of(request, self.pipeline.ids), None)
             error = NotFound(f"The model {name!r} does not exist or is not served by this gateway.", code="model_not_found", param="model")
-            return error_response(error, exchange, self.pipeline.policy.version)
-        headers = plain_headers(request_id_of(request, self.pipeline.ids), self.pipeline.policy.version)
-        return web.json_response(self._model_entry(name), headers=headers)
+            return request_error(request, self.pipeline, error)
+        return web.json_response(self._model_entry(name), headers=reply_headers(request, self.pipeline))
 
     def _model_entry(self, name: str) -> dict[str, object]:
         return {"id": name, "object": "model", "created": self.started_at, "owned_by": "gateway"}

@@ -13,7 +13,6 @@ import openai
 import orjson
 import pytest
 
-from gateway.testing.threads import GatewayServer
 from gateway.testing.upstream import FakeUpstream, Reply
 from support import UPSTREAM_KEY, audit_record_for, fake_provider, free_port, sdk_client
 
