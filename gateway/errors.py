@@ -6,7 +6,9 @@
     │   └── BodyTooLarge         413  body over limits.max_body_bytes
     ├── NotFound                 404  no such endpoint
     ├── AuthenticationFailed     401  missing, invalid or expired credentials
+    ├── Forbidden                403  authenticated, but without the role an endpoint needs
     ├── PolicyViolation          403  a rule blocked the exchange (code = rule id)
+    │   └── ReviewTimeout        403  a rule escalated and no reviewer decided in time (review_timeout)
     ├── RateLimited              429  limits and budgets (retry-after)
     ├── ServiceUnavailable       503  the gateway itself cannot take the exchange (audit backlog full)
     └── UpstreamError            502  every target failed (code says how)
@@ -101,10 +103,21 @@ class AuthenticationFailed(GatewayError):
     default_code = "invalid_credentials"
 
 
+class Forbidden(GatewayError):
+    status = 403
+    type = "permission_error"
+    default_code = "forbidden"
+
+
 class PolicyViolation(GatewayError):
     status = 403
     type = "policy_violation"
     default_code = "policy_violation"
+
+
+class ReviewTimeout(PolicyViolation):
+    type = "review_timeout"
+    default_code = "review_timeout"
 
 
 class RateLimited(GatewayError):

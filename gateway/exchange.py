@@ -4,12 +4,12 @@ Mutation rights (each stage writes only its own fields; everything else is read-
 
 | stage            | may set                                                              |
 | ---------------- | -------------------------------------------------------------------- |
-| http front       | request_id, endpoint, body, model, stream, started, client_headers   |
+| http front       | request_id, endpoint, body, body_bytes, model, stream, started       |
 | auth             | principal                                                            |
-| request policy   | body (redaction), decisions, decision, degraded                      |
-| router           | route, attempts, target, upstream_s                                  |
+| request policy   | body (redaction), decisions, decision, degraded, redactions          |
+| router           | route, attempts, target, upstream_s, fell_back                       |
 | response policy  | decisions, decision, degraded (and the reply it is handed)           |
-| relay            | usage, stream_chunks, response_digest                                |
+| relay            | usage, stream_chunks, stream_parts, stopped                          |
 | finish           | http_status, outcome, error                                          |
 
 The audit record and the metrics are derived from the finished Exchange, never from handler locals.
@@ -46,6 +46,21 @@ class Principal:
     tenant: str | None = None
     sub: str | None = None
     roles: frozenset[str] = frozenset()
+    claims: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)  # the rest of the token
+
+    def claim(self, name: str) -> tuple[str, ...]:
+        """A claim's values as strings, for policy `match.claims` (app, tenant, sub and roles included)."""
+        if name == "app":
+            return (self.app,)
+        if name in ("tenant", "sub"):
+            value = getattr(self, name)
+            return (value,) if value is not None else ()
+        if name == "roles":
+            return tuple(self.roles)
+        value = self.claims.get(name)
+        if value is None:
+            return ()
+        return tuple(str(item) for item in value) if isinstance(value, list) else (str(value),)
 
 
 ANONYMOUS = Principal()
@@ -86,6 +101,7 @@ class Exchange:
     request_id: str
     endpoint: Endpoint | None  # None for requests that never reached a model endpoint (404s)
     body: dict[str, Any] = field(default_factory=dict)
+    body_bytes: int = 0
     model: str = ""
     stream: bool = False
     started: float = field(default_factory=time.perf_counter)
@@ -97,12 +113,15 @@ class Exchange:
     decisions: list[Decision] = field(default_factory=list)
     decision: str = "allow"
     degraded: bool = False
+    redactions: Any = None  # gateway.policy.redaction.Redactions once a rule redacted something
     upstream_s: float = 0.0
+    fell_back: bool = False  # a policy re-routed it once already: a second fallback blocks instead
     policy_s: float = 0.0
     usage: Usage | None = None
     stream_chunks: int = 0
     stream_parts: list[str] = field(default_factory=list)  # streamed reply text as relayed, for audit
     response_body: bytes | None = None  # the serialised reply (non-streamed), for the audit digest
+    stopped: GatewayError | None = None  # a response rule ended the stream midway
     http_status: int = 0
     outcome: str = "pending"
     error: GatewayError | None = None

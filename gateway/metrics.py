@@ -98,6 +98,22 @@ class Metrics:
             "gateway_stream_chunks_total", "Streamed reply chunks relayed to clients.",
             ["model"], registry=registry,
         )
+        self.policy_decisions = Counter(
+            "gateway_policy_decisions_total", "Rules that fired, by policy, rule and verdict (block, would_block, error...).",
+            ["policy", "rule", "verdict"], registry=registry,
+        )
+        self.policy_check_errors = Counter(
+            "gateway_policy_check_errors_total", "Checks that failed or timed out, by policy, rule and on_error.",
+            ["policy", "rule", "on_error"], registry=registry,
+        )
+        self.policy_reloads = Counter(
+            "gateway_policy_reloads_total", "Policy bundle loads, by result (ok, failed, unchanged).",
+            ["result"], registry=registry,
+        )
+        self.policy_version = Gauge(
+            "gateway_policy_version_info", "1 for the policy bundle version live in this gateway.",
+            ["version"], multiprocess_mode="max", registry=registry,
+        )
         self.in_flight = 0
         self._counts: defaultdict[tuple[Counter, tuple[str, ...]], int] = defaultdict(int)
         self._histograms: dict[tuple[Histogram, str], _HistogramBuffer] = {}
@@ -132,6 +148,20 @@ class Metrics:
 
     def upstream_error(self, provider: str, kind: str) -> None:
         self._counts[(self.upstream_errors, (provider, kind))] += 1
+
+    def policy_decision(self, policy: str, rule: str, verdict: str) -> None:
+        self._counts[(self.policy_decisions, (policy, rule, verdict))] += 1
+
+    def policy_check_error(self, policy: str, rule: str, on_error: str) -> None:
+        self._counts[(self.policy_check_errors, (policy, rule, on_error))] += 1
+
+    def policy_loaded(self, result: str, old_version: str | None, new_version: str | None) -> None:
+        """A bundle load finished (rare: published at once, not buffered)."""
+        self.policy_reloads.labels(result).inc()
+        if new_version is not None and new_version != old_version:
+            if old_version is not None:
+                self.policy_version.labels(old_version).set(0)
+            self.policy_version.labels(new_version).set(1)
 
     def _observe(self, histogram: Histogram, label: str, bounds: tuple[float, ...], value: float) -> None:
         buffer = self._histograms.get((histogram, label))

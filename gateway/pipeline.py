@@ -2,6 +2,9 @@
 
     auth -> admission -> route -> request policy -> upstream (router) -> response policy -> finish
 
+A policy verdict is acted on here, in one place (`_enforce`): allow, flag and redact go on; fallback
+re-routes once through the router; block and escalate stop with the documented error.
+
 Each stage is a component with one job, handed in by the app factory; this module only sequences them
 and keeps the Exchange's bookkeeping (timings, usage, outcome). A stage stops the exchange by raising a
 `GatewayError`; `finish()` turns whatever happened into one audit record and one set of metrics.
@@ -20,11 +23,11 @@ from multidict import CIMultiDictProxy
 from gateway.audit.record import RecordBuilder
 from gateway.audit.writer import AuditSink
 from gateway.auth import Authenticator
-from gateway.errors import GatewayError, ServiceUnavailable
-from gateway.exchange import Exchange, Usage
+from gateway.errors import GatewayError, PolicyViolation, ReviewTimeout, ServiceUnavailable
+from gateway.exchange import Endpoint, Exchange, Usage
 from gateway.ids import IdGenerator
 from gateway.metrics import Metrics
-from gateway.policy.engine import PolicyEngine
+from gateway.policy.engine import PolicyEngine, StreamBlocked, StreamGuard, Verdict
 from gateway.providers.base import StreamEvent, UpstreamStream
 from gateway.providers.sse import DONE_EVENT, encode_event
 from gateway.routing.router import Router
@@ -53,7 +56,7 @@ class Pipeline:
         self._audit_fail_open = audit_fail_open
 
     # -- request phase --------------------------------------------------------------------------------
-    def admit(self, exchange: Exchange, headers: CIMultiDictProxy[str]) -> None:
+    async def admit(self, exchange: Exchange, headers: CIMultiDictProxy[str]) -> None:
         """Auth, admission and the request policy: everything decided before any provider is called."""
         exchange.principal = self.auth.authenticate(headers)
         if not self._audit_fail_open and not self.audit.accepting():
@@ -61,23 +64,44 @@ class Pipeline:
         self.router.resolve(exchange)
         started = time.perf_counter()
         try:
-            self.policy.check_request(exchange)
+            verdict = await self.policy.check_request(exchange)
         finally:
             exchange.policy_s += time.perf_counter() - started
+        self._enforce(exchange, verdict)
+
+    def _enforce(self, exchange: Exchange, verdict: Verdict) -> None:
+        """Act on a phase's verdict: go on, re-route once (fallback), or stop with the documented error."""
+        rule = verdict.rule
+        if verdict.action in GOING_ON or rule is None:
+            return
+        if verdict.action == "fallback" and not exchange.fell_back and rule.fallback_model:
+            self.router.fall_back(exchange, rule.fallback_model)
+            exchange.fell_back = True
+            return
+        exchange.decision = "escalate" if verdict.action == "escalate" else "block"
+        raise violation(verdict)
 
     # -- upstream and response phase --------------------------------------------------------------------
     async def complete(self, exchange: Exchange) -> bytes:
         """A non-streamed exchange: the checked reply, serialised once."""
         reply = await self.router.send(exchange)
-        started = time.perf_counter()
-        try:
-            reply = self.policy.check_response(exchange, reply)
-        finally:
-            exchange.policy_s += time.perf_counter() - started
+        verdict = await self._check_response(exchange, reply)
+        if verdict.action == "fallback" and not exchange.fell_back:
+            self._enforce(exchange, verdict)  # re-routes; the fallback's reply is checked like any other
+            reply = await self.router.send(exchange)
+            verdict = await self._check_response(exchange, reply)
+        self._enforce(exchange, verdict)
         exchange.usage = _usage_of(reply)
         payload = orjson.dumps(reply)
         exchange.response_body = payload
         return payload
+
+    async def _check_response(self, exchange: Exchange, reply: dict[str, Any]) -> Verdict:
+        started = time.perf_counter()
+        try:
+            return await self.policy.check_response(exchange, reply)
+        finally:
+            exchange.policy_s += time.perf_counter() - started
 
     async def open_stream(self, exchange: Exchange) -> UpstreamStream:
         return await self.router.open_stream(exchange)
@@ -86,29 +110,58 @@ class Pipeline:
         """The client-bound SSE bytes of a stream, event by event as they arrive, ending with [DONE].
 
         Raises `GatewayError` midway when the upstream breaks; the caller ends the stream with an error
-        event, since a response already started cannot become an error response.
+        event, since a response already started cannot become an error response. A response rule that
+        stops the stream ends it here: a `content_filter` chunk, the error event, then [DONE].
         """
         guard = self.policy.stream_guard(exchange)
         batches = upstream.__aiter__()
         last: list[StreamEvent] = []
-        while True:
-            waited = time.perf_counter()
-            try:
-                batch = await batches.__anext__()
-            except StopAsyncIteration:
-                break
-            finally:
-                exchange.upstream_s += time.perf_counter() - waited
+        first: StreamEvent | None = None
+        try:
+            while True:
+                waited = time.perf_counter()
+                try:
+                    batch = await batches.__anext__()
+                except StopAsyncIteration:
+                    break
+                finally:
+                    exchange.upstream_s += time.perf_counter() - waited
+                if first is None and batch:
+                    first = batch[0]
+                if guard is not None:
+                    batch = self._guarded(exchange, guard, batch)
+                if upstream.complete:  # the last batch: it goes out with the end of the stream, in one write
+                    last = batch
+                    break
+                if batch:
+                    yield b"".join([self._relayed(exchange, event) for event in batch])
             if guard is not None:
-                batch = [checked for event in batch for checked in guard.feed(event)]
-            if upstream.complete:  # the last batch: it goes out with the end of the stream, in one write
-                last = batch
-                break
-            if batch:
-                yield b"".join([self._relayed(exchange, event) for event in batch])
-        if guard is not None:
-            last.extend(guard.finish())
+                started = time.perf_counter()
+                try:
+                    last.extend(await guard.finish())
+                finally:
+                    exchange.policy_s += time.perf_counter() - started
+        except StreamBlocked as blocked:
+            error = violation(blocked.verdict)
+            exchange.stopped = error
+            exchange.decision = "block"
+            released = b"".join([self._relayed(exchange, event) for event in (*last, *blocked.released)])
+            yield released + encode_event(_content_filter_chunk(exchange, first)) + b"data: " + error.body(exchange.request_id) + b"\n\n" + DONE_EVENT
+            return
         yield b"".join([self._relayed(exchange, event) for event in last]) + DONE_EVENT
+
+    def _guarded(self, exchange: Exchange, guard: StreamGuard, batch: list[StreamEvent]) -> list[StreamEvent]:
+        started = time.perf_counter()
+        checked: list[StreamEvent] = []
+        try:
+            for event in batch:
+                checked.extend(guard.feed(event))
+        except StreamBlocked as blocked:
+            blocked.released[:0] = checked  # what the guard passed before the block still goes out
+            raise
+        finally:
+            exchange.policy_s += time.perf_counter() - started
+        return checked
 
     def _relayed(self, exchange: Exchange, event: StreamEvent) -> bytes:
         exchange.stream_chunks += 1
@@ -138,6 +191,38 @@ class Pipeline:
             provider=exchange.target.split("/", 1)[0] if exchange.target and exchange.attempts else None,
             stream_chunks=exchange.stream_chunks,
         )
+
+
+GOING_ON = frozenset({"allow", "flag", "redact"})
+
+
+def violation(verdict: Verdict) -> GatewayError:
+    """The documented error for a verdict that stops an exchange (block, escalate, a second fallback)."""
+    rule = verdict.rule
+    if rule is None:
+        return PolicyViolation("Blocked by policy.")
+    if verdict.action == "escalate":
+        # The review queue is not part of this version: an escalated exchange is never let through
+        # unreviewed; it ends as a review that could not be decided in time.
+        return ReviewTimeout(
+            rule.message or f"This request needs human review (rule {rule.id}), and no review queue is available to take it.",
+            code=rule.id, policy=rule.policy, rule=rule.id,
+        )
+    message = rule.message or f"Blocked by policy {rule.policy}, rule {rule.id}."
+    return PolicyViolation(message, code=rule.id, policy=rule.policy, rule=rule.id)
+
+
+def _content_filter_chunk(exchange: Exchange, first: StreamEvent | None) -> StreamEvent:
+    """The chunk that tells an SDK the reply was cut by a filter (OpenAI's own finish_reason for it)."""
+    first = first or {}
+    if exchange.endpoint is Endpoint.COMPLETIONS:
+        choice: dict[str, Any] = {"index": 0, "text": "", "finish_reason": "content_filter"}
+        kind = "text_completion"
+    else:
+        choice = {"index": 0, "delta": {}, "finish_reason": "content_filter"}
+        kind = "chat.completion.chunk"
+    return {"id": first.get("id", exchange.request_id), "object": kind, "created": first.get("created", int(exchange.ts)),
+            "model": first.get("model", exchange.model), "choices": [choice]}
 
 
 def _usage_of(reply: dict[str, Any]) -> Usage | None:

@@ -44,6 +44,7 @@ def base_config(upstream: FakeUpstream, tmp_path: Path) -> dict[str, Any]:
         },
         "store": {"local_dir": str(tmp_path / "store")},
         "limits": {"drain_timeout_s": 5},
+        "policies": {"dir": str(tmp_path / "policies")},  # absent unless a test writes policies there
     }
 
 

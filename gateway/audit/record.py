@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import socket
+import time
 from dataclasses import dataclass
 from hashlib import sha256
 from typing import Any
@@ -56,6 +57,7 @@ class AuditRecord:
     stream_chunks: int | None
     latency_ms: dict[str, float]
     content: dict[str, Any] | None
+    event: dict[str, Any] | None = None  # what a non-exchange record is about (a policy reload, an admin action)
 
 
 class ContentDigest:
@@ -119,6 +121,15 @@ class RecordBuilder:
                 "policy": round(exchange.policy_s * 1000, 3),
             },
             content=self._content(exchange),
+        )
+
+    def event_record(self, kind: str, policy_version: str, event: dict[str, Any], *, request_id: str = "", outcome: str = "ok") -> AuditRecord:
+        """A record of something other than an exchange: a policy reload, an admin action."""
+        return AuditRecord(
+            v=SCHEMA_VERSION, id=self._ids.new(), ts=time.time(), kind=kind, request_id=request_id or self._ids.new(),
+            instance=self.instance, principal={"app": None, "tenant": None, "sub": None}, endpoint=None, model=None,
+            stream=False, route=[], policy_version=policy_version, decisions=[], degraded=False, outcome=outcome,
+            http_status=0, error=None, usage=None, stream_chunks=None, latency_ms={}, content=None, event=event,
         )
 
     def _content(self, exchange: Exchange) -> dict[str, Any] | None:

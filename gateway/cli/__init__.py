@@ -10,8 +10,11 @@ import sys
 from collections.abc import Sequence
 
 from gateway import __version__
-from gateway.cli import serve
+from gateway.cli import policy, serve
+from gateway.cli.policy import CommandFailed
 from gateway.config import ConfigError
+from gateway.policy.compiler import BundleRejected
+from gateway.policy.signing import SignatureError
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -19,6 +22,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"gateway {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     serve.register(commands)
+    policy.register(commands)
     return parser
 
 
@@ -26,7 +30,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.run(args) or 0)
-    except ConfigError as exc:
+    except (ConfigError, CommandFailed, BundleRejected, SignatureError) as exc:
         print(f"gateway: {exc}", file=sys.stderr)
         return 1
     except OSError as exc:

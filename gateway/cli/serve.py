@@ -9,6 +9,8 @@ import socket
 
 from gateway.config import load_config, with_overrides
 from gateway.config.model import GatewayConfig
+from gateway.metrics import Metrics
+from gateway.policy.compiler import compile_bundle
 from gateway.server.supervisor import Supervisor
 from gateway.server.worker import run_worker
 
@@ -36,12 +38,22 @@ def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     config = with_overrides(load_config(args.config), args.host, args.port, args.workers)
     _check_port_free(config)
+    _check_policies(config)
     if config.source == "<embedded default>":
         log.info("no config file: embedded default (built-in mock provider, local audit in %s)", config.store.local_dir)
     if config.workers == 1:
         run_worker(config, reuse_port=False)
         return 0
     return Supervisor(config).run()
+
+
+def _check_policies(config: GatewayConfig) -> None:
+    """Refuse to start on a bundle that does not load (each worker loads it again on its own)."""
+    if config.policies.dir.is_dir() or config.policies.signature_keys:
+        compiled = compile_bundle(
+            config.policies.dir, Metrics(), signature_keys=config.policies.signature_keys, known_models=config.models
+        )
+        log.info("policies: %d rules in %s, version %s", compiled.policies.rule_count, config.policies.dir, compiled.bundle.version[:12])
 
 
 def _check_port_free(config: GatewayConfig) -> None:

@@ -163,9 +163,18 @@ def _auth(section: Section) -> AuthConfig:
 
 
 def _policies(section: Section, base_dir: Path) -> PoliciesConfig:
+    keys: tuple[Path, ...] = ()
+    if section.has("require_signature"):
+        signature = section.section("require_signature")
+        listed = signature.sequence("keys")
+        if not listed or not all(isinstance(key, str) and key for key in listed):
+            signature.fail("keys", "must be a non-empty list of public key files (PEM, Ed25519)")
+        keys = tuple(base_dir / key for key in listed)
+        signature.finish()
     policies = PoliciesConfig(
         dir=base_dir / section.string("dir", str(_POLICIES.dir)),
         reload=section.choice("reload", ("watch", "off"), _POLICIES.reload),
+        signature_keys=keys,
     )
     section.finish()
     return policies

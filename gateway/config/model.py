@@ -76,6 +76,7 @@ class AuthConfig:
 class PoliciesConfig:
     dir: Path = Path("policies")
     reload: str = "watch"
+    signature_keys: tuple[Path, ...] = ()  # require_signature.keys: bundles must be signed by one of these
 
 
 @dataclass(frozen=True, slots=True)

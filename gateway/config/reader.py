@@ -41,6 +41,8 @@ class ConfigError(ValueError):
 class Section:
     """A view of one mapping at `path` in `source`; call `finish()` once every key was read."""
 
+    interpolate = True  # `${VAR}` references in strings; policy files turn this off (see PolicySection)
+
     def __init__(self, data: Any, path: str, source: str, line: int = 0) -> None:
         if data is None:
             data = LineMap()
@@ -76,7 +78,7 @@ class Section:
                 self.fail(key, "is required")
             return default
         value = self.data[key]
-        return self._interpolate(key, value) if isinstance(value, str) else value
+        return self._interpolate(key, value) if self.interpolate and isinstance(value, str) else value
 
     def _interpolate(self, key: str, value: str) -> str:
         def substitute(match: re.Match[str]) -> str:
@@ -89,6 +91,10 @@ class Section:
             return env
 
         return _ENV_REF.sub(substitute, value) if "${" in value else value
+
+    def value(self, key: str, default: Any = _MISSING) -> Any:
+        """The raw value, for keys whose type the caller checks itself (a string or a list of them)."""
+        return self._raw(key, default)
 
     def string(self, key: str, default: Any = _MISSING) -> Any:
         value = self._raw(key, default)
@@ -132,7 +138,7 @@ class Section:
         value = self._raw(key, {})
         if not isinstance(value, dict) or not all(isinstance(v, (str, int, float)) for v in value.values()):
             self.fail(key, "must be a mapping of names to strings")
-        child = Section(value, self.key_path(key), self.source)
+        child = type(self)(value, self.key_path(key), self.source)
         return {str(name): str(child._raw(name, "")) for name in value}
 
     def sequence(self, key: str, default: Any = _MISSING) -> Any:
@@ -144,7 +150,7 @@ class Section:
     def section(self, key: str) -> Section:
         self._used.add(key)
         line = self.data.key_lines.get(key, self.line) if isinstance(self.data, LineMap) else self.line
-        return Section(self.data.get(key), self.key_path(key), self.source, line)
+        return type(self)(self.data.get(key), self.key_path(key), self.source, line)
 
     def sections(self, key: str) -> Iterator[tuple[str, Section]]:
         """Each entry of a mapping of named sections (providers, models)."""
@@ -156,7 +162,7 @@ class Section:
         """Each entry of a list of mappings (route targets)."""
         entries = self.sequence(key, [])
         path = self.key_path(key)
-        return [read(Section(entry, f"{path}[{index}]", self.source, self.line)) for index, entry in enumerate(entries)]
+        return [read(type(self)(entry, f"{path}[{index}]", self.source, self.line)) for index, entry in enumerate(entries)]
 
     def finish(self) -> None:
         """Reject keys nobody asked for: a typo must never be silently ignored."""

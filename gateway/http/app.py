@@ -16,14 +16,18 @@ from gateway.audit.record import RecordBuilder, instance_id
 from gateway.audit.writer import LocalAuditWriter
 from gateway.auth import NoAuth
 from gateway.config.model import GatewayConfig
+from gateway.http.admin import AdminHandlers
 from gateway.http.ops import OpsHandlers
 from gateway.ids import IdGenerator
 from gateway.http.proxy import ProxyHandlers
 from gateway.metrics import Metrics
 from gateway.pipeline import Pipeline
 from gateway.policy.engine import NoPolicies
+from gateway.policy.reloader import PolicyReloader
 from gateway.providers import build_provider
 from gateway.routing.router import Router
+
+RELOADER = web.AppKey("reloader", PolicyReloader)
 
 
 async def build_app(config: GatewayConfig) -> web.Application:
@@ -43,6 +47,8 @@ async def build_app(config: GatewayConfig) -> web.Application:
     pipeline = Pipeline(
         NoAuth(), NoPolicies(), router, audit, records, metrics, ids, audit_fail_open=config.audit.on_unavailable == "open"
     )
+    reloader = PolicyReloader(config.policies, pipeline, metrics, audit, records, known_models=config.models, http=session)
+    await reloader.load_initial()  # a bad bundle fails the start (BundleRejected), before any port opens
 
     app = web.Application(client_max_size=limits.max_body_bytes, handler_args={"max_field_size": 16 * 1024})
 
@@ -61,11 +67,17 @@ async def build_app(config: GatewayConfig) -> web.Application:
         yield
         await audit.close()  # torn down first (reverse order): the last records flush before anything closes
 
-    app.cleanup_ctx.extend((upstream_session, metrics_flush, audit_writer))
+    async def policy_watch(_: web.Application) -> AsyncIterator[None]:
+        async with reloader.watching():
+            yield
+
+    app.cleanup_ctx.extend((upstream_session, metrics_flush, audit_writer, policy_watch))
+    app[RELOADER] = reloader
 
     proxy = ProxyHandlers(pipeline, config)
     ops = OpsHandlers(pipeline, instance)
     app.add_routes(proxy.routes())
     app.add_routes(ops.routes())
+    app.add_routes(AdminHandlers(pipeline, reloader).routes())
     app.router.add_route("*", "/{tail:.*}", ops.not_found)
     return app

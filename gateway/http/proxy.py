@@ -9,7 +9,7 @@ import time
 from aiohttp import web
 
 from gateway.config.model import GatewayConfig
-from gateway.errors import GatewayError, NotFound
+from gateway.errors import GatewayError, NotFound, PolicyViolation
 from gateway.exchange import Endpoint, Exchange
 from gateway.http.headers import JSON, error_response, gateway_headers, reply_headers, request_error
 from gateway.http.request_body import read_body, request_id_of
@@ -69,13 +69,13 @@ class ProxyHandlers:
         try:
             try:
                 await read_body(request, exchange, self.max_body_bytes)
-                pipeline.admit(exchange, request.headers)
+                await pipeline.admit(exchange, request.headers)
                 if exchange.stream:
                     upstream = await pipeline.open_stream(exchange)
                 else:
                     payload = await pipeline.complete(exchange)
             except GatewayError as error:
-                pipeline.finish(exchange, error.status, "error", error)
+                pipeline.finish(exchange, error.status, "blocked" if isinstance(error, PolicyViolation) else "error", error)
                 return error_response(error, exchange, pipeline.policy.version)
             except asyncio.CancelledError:
                 pipeline.finish(exchange, CLIENT_CLOSED, "client_disconnected")
@@ -116,4 +116,6 @@ class ProxyHandlers:
             log.warning("stream %s ended early: %s", exchange.request_id, error.message)
             await response.write_eof(b"data: " + error.body(exchange.request_id) + b"\n\n" + DONE_EVENT)
             return "stream_error", error
+        if exchange.stopped is not None:
+            return "blocked", exchange.stopped
         return "ok", None

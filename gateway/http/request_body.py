@@ -49,6 +49,7 @@ async def read_body(request: web.Request, exchange: Exchange, max_bytes: int) ->
     body = parse_json_object(raw)
     _check_shape(exchange.endpoint, body)
     exchange.body = body
+    exchange.body_bytes = len(raw)
     exchange.model = body["model"]
     exchange.stream = body.get("stream") is True and exchange.endpoint is not None and exchange.endpoint.streams
 

@@ -1,41 +1,71 @@
-"""The policy seam: what the pipeline asks of any policy engine, and the engine used with no policies.
+"""The policy seam: what the pipeline asks of a policy engine, and the engine used with no policies.
 
-The declarative engine (compiled `policies/*.yaml`) implements this same protocol. Evaluation is plain
-synchronous code: it must never block, so it never needs to be `async`.
+The declarative engine (`PolicySet`, compiled from `policies/*.yaml`) implements this protocol. Checks
+are plain synchronous code; the phase methods are `async` only because a rule may ask an external
+classifier (`webhook`), the one check that waits on I/O.
 """
 
 from __future__ import annotations
 
-import hashlib
-from typing import Any, Protocol
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol
 
 from gateway.exchange import Exchange
+from gateway.policy.bundle import EMPTY_VERSION
 from gateway.providers.base import StreamEvent
+
+if TYPE_CHECKING:
+    from gateway.policy.model import Rule
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """What a phase decided: the most restrictive enforced action, and the rule that decided it.
+
+    `allow`, `flag` and `redact` let the exchange go on (redactions already applied); `block`,
+    `escalate` and `fallback` are acted on by the pipeline (error, review queue, router).
+    """
+
+    action: str
+    rule: Rule | None = None
+
+
+ALLOW = Verdict("allow")
+
+
+class StreamBlocked(Exception):
+    """A response rule stopped a stream midway; the relay ends it with a content_filter chunk."""
+
+    def __init__(self, verdict: Verdict, released: list[StreamEvent]) -> None:
+        super().__init__(verdict.rule.id if verdict.rule else verdict.action)
+        self.verdict = verdict
+        self.released = released  # checked events still to send before the end of the stream
 
 
 class StreamGuard(Protocol):
     """Inspects a streamed reply event by event; returns the events to relay (possibly changed or held)."""
 
-    def feed(self, event: StreamEvent) -> list[StreamEvent]: ...
+    def feed(self, event: StreamEvent) -> list[StreamEvent]:
+        """Raises `StreamBlocked` when an enforced rule blocks the stream."""
 
-    def finish(self) -> list[StreamEvent]:
-        """Release whatever is still held back once the upstream stream ended."""
+    async def finish(self) -> list[StreamEvent]:
+        """Release whatever is still held back once the upstream stream ended (may raise StreamBlocked)."""
 
 
 class PolicyEngine(Protocol):
     version: str
 
-    def check_request(self, exchange: Exchange) -> None:
-        """Records decisions on the exchange; may rewrite `exchange.body`; raises `PolicyViolation` to block."""
+    async def check_request(self, exchange: Exchange) -> Verdict:
+        """Records decisions on the exchange and may rewrite `exchange.body` (redaction)."""
 
-    def check_response(self, exchange: Exchange, reply: dict[str, Any]) -> dict[str, Any]:
-        """Returns the reply to send (possibly rewritten); raises `PolicyViolation` to block."""
+    async def check_response(self, exchange: Exchange, reply: dict[str, Any]) -> Verdict:
+        """Records decisions; may rewrite `reply` in place (redaction, restored placeholders)."""
 
     def stream_guard(self, exchange: Exchange) -> StreamGuard | None:
-        """A guard for this exchange's stream, or None when no rule inspects streamed replies."""
+        """A guard for this exchange's stream, or None when nothing inspects or rewrites streamed replies."""
 
 
-EMPTY_BUNDLE_VERSION = hashlib.sha256(b"").hexdigest()
+EMPTY_BUNDLE_VERSION = EMPTY_VERSION
 
 
 class NoPolicies:
@@ -43,11 +73,11 @@ class NoPolicies:
 
     version = EMPTY_BUNDLE_VERSION
 
-    def check_request(self, exchange: Exchange) -> None:
-        return None
+    async def check_request(self, exchange: Exchange) -> Verdict:
+        return ALLOW
 
-    def check_response(self, exchange: Exchange, reply: dict[str, Any]) -> dict[str, Any]:
-        return reply
+    async def check_response(self, exchange: Exchange, reply: dict[str, Any]) -> Verdict:
+        return ALLOW
 
     def stream_guard(self, exchange: Exchange) -> StreamGuard | None:
         return None

@@ -11,7 +11,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from gateway.config.model import ModelRoute, Target
-from gateway.errors import UnknownModel, UpstreamError
+from gateway.errors import UnknownModel, UpstreamError, UpstreamUnavailable
 from gateway.exchange import Attempt, Exchange
 from gateway.metrics import Metrics
 from gateway.providers.base import Provider, UpstreamCall, UpstreamStream
@@ -41,6 +41,14 @@ class Router:
         route = self._routes.get(exchange.model)
         if route is None:
             raise UnknownModel(f"The model {exchange.model!r} does not exist or is not served by this gateway.", param="model")
+        exchange.route = route
+        return route
+
+    def fall_back(self, exchange: Exchange, model: str) -> ModelRoute:
+        """Re-route the exchange to another public model (a policy's `fallback` action)."""
+        route = self._routes.get(model)
+        if route is None:  # the policy loader checks fallback models against the config; this is a backstop
+            raise UpstreamUnavailable(f"The fallback model {model!r} is not served by this gateway.", code="fallback_unavailable")
         exchange.route = route
         return route
 

@@ -1,8 +1,8 @@
 """Runs `workers` processes that share one port through SO_REUSEPORT, and stops them together.
 
-The supervisor prepares the Prometheus multiprocess directory before any worker starts, forwards
-SIGTERM/SIGINT to the workers (each drains on its own), replaces a worker that dies unexpectedly, and
-exits 0 once all workers have stopped after a signal.
+The supervisor prepares the Prometheus multiprocess directory before any worker starts, forwards SIGHUP
+(policy reload) and SIGTERM/SIGINT to the workers (each reloads or drains on its own), replaces a worker
+that dies unexpectedly, and exits 0 once all workers have stopped after a signal.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from multiprocessing.context import SpawnProcess
 from prometheus_client import multiprocess
 
 from gateway.config.model import GatewayConfig
+from gateway.http.admin import SUPERVISOR_ENV
 from gateway.metrics import MULTIPROC_ENV
 from gateway.server.worker import run_worker
 
@@ -48,6 +49,8 @@ class Supervisor:
         os.environ[MULTIPROC_ENV] = metrics_dir
         signal.signal(signal.SIGTERM, self._on_signal)
         signal.signal(signal.SIGINT, self._on_signal)
+        signal.signal(signal.SIGHUP, self._forward_reload)
+        os.environ[SUPERVISOR_ENV] = str(os.getpid())
         try:
             self._workers = [self._start() for _ in range(self.config.workers)]
             log.info("supervisor %d started %d workers on http://%s:%d", os.getpid(), len(self._workers), self.config.listen.host, self.config.listen.port)
@@ -69,6 +72,12 @@ class Supervisor:
         for process in self._workers:
             if process.is_alive() and process.pid:
                 os.kill(process.pid, signal.SIGTERM)
+
+    def _forward_reload(self, _signum: int, _frame: object) -> None:
+        """SIGHUP (from an operator, or a worker that took an admin reload): every worker reloads."""
+        for process in self._workers:
+            if process.is_alive() and process.pid:
+                os.kill(process.pid, signal.SIGHUP)
 
     def _watch(self) -> int:
         failed = False

@@ -1,6 +1,6 @@
 """One worker process: the aiohttp app on uvloop, listening with SO_REUSEPORT, draining on SIGTERM.
 
-On SIGTERM or SIGINT the worker stops accepting connections, lets in-flight requests and streams finish
+SIGHUP reloads the policy bundle. On SIGTERM or SIGINT the worker stops accepting connections, lets in-flight requests and streams finish
 for up to `limits.drain_timeout_s`, flushes the audit writer, and exits 0.
 """
 
@@ -14,7 +14,7 @@ import uvloop
 from aiohttp import web
 
 from gateway.config.model import GatewayConfig
-from gateway.http.app import build_app
+from gateway.http.app import RELOADER, build_app
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +29,14 @@ async def serve_forever(config: GatewayConfig, *, reuse_port: bool, ready: async
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
+    reloads: set[asyncio.Task[object]] = set()
+
+    def reload_policies() -> None:
+        task = loop.create_task(app[RELOADER].reload(reason="SIGHUP"))
+        reloads.add(task)  # held until done: a reload is never a fire-and-forget orphan
+        task.add_done_callback(reloads.discard)
+
+    loop.add_signal_handler(signal.SIGHUP, reload_policies)
     try:
         await site.start()
         log.info("gateway listening on http://%s:%d (config: %s)", config.listen.host, config.listen.port, config.source)
@@ -37,6 +45,8 @@ async def serve_forever(config: GatewayConfig, *, reuse_port: bool, ready: async
         await stop.wait()
         log.info("draining: no new connections; in-flight requests get up to %gs", drain_s)
     finally:
+        for task in reloads:
+            task.cancel()
         await runner.cleanup()
     log.info("stopped")
 

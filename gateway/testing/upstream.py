@@ -32,6 +32,7 @@ class Reply:
     stream_error: dict[str, Any] | None = None  # streams: send `{"error": stream_error}` as the third event, then end
     stream_raw: bytes | None = None  # streams: send these bytes verbatim in place of the third event, then go on
     words: int = 5  # streams: content events (plus role and finish events)
+    chunks: tuple[str, ...] | None = None  # streams: these content pieces instead of `w0 `, `w1 `...
     split_events: bool = False  # streams: write each event in two halves, a moment apart (separate reads)
     done_gap_s: float = 0.0  # streams: pause between `data: [DONE]` and the end of the HTTP body
 
@@ -104,7 +105,7 @@ class FakeUpstream:
     async def _stream(self, request: web.Request, body: dict[str, Any], reply: Reply) -> web.StreamResponse:
         response = web.StreamResponse(headers={"content-type": "text/event-stream", **reply.headers})
         await response.prepare(request)
-        events = _stream_events(request.path, body, reply.words)
+        events = _stream_events(request.path, body, reply.words, reply.chunks)
         try:
             for index, event in enumerate(events):
                 if reply.break_after is not None and index >= reply.break_after:
@@ -169,7 +170,7 @@ def _completion(path: str, body: dict[str, Any]) -> dict[str, Any]:
     return {"id": "fake-1", "object": kind, "created": int(time.time()), "model": model, "choices": [choice], "usage": usage}
 
 
-def _stream_events(path: str, body: dict[str, Any], words: int) -> list[dict[str, Any]]:
+def _stream_events(path: str, body: dict[str, Any], words: int, chunks: tuple[str, ...] | None) -> list[dict[str, Any]]:
     """Chat chunks (role first) for /chat/completions, `text_completion` chunks for /completions."""
     chat = path.endswith("/chat/completions")
     kind = "chat.completion.chunk" if chat else "text_completion"
@@ -181,8 +182,9 @@ def _stream_events(path: str, body: dict[str, Any], words: int) -> list[dict[str
         return {"index": 0, "text": text or "", "finish_reason": finish_reason, "logprobs": None}
 
     events = [{**base, "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}]}] if chat else []
-    events += [{**base, "choices": [choice(f"w{i} ", None)]} for i in range(words)]
+    pieces = chunks if chunks is not None else tuple(f"w{i} " for i in range(words))
+    events += [{**base, "choices": [choice(piece, None)]} for piece in pieces]
     events.append({**base, "choices": [choice(None, "stop")]})
     if (body.get("stream_options") or {}).get("include_usage"):
-        events.append({**base, "choices": [], "usage": {"prompt_tokens": 7, "completion_tokens": words, "total_tokens": 7 + words}})
+        events.append({**base, "choices": [], "usage": {"prompt_tokens": 7, "completion_tokens": len(pieces), "total_tokens": 7 + len(pieces)}})
     return events

@@ -1,0 +1,197 @@
+"""`gateway policy test`: the tests written inside policy files, run against the compiled bundle.
+
+Each test is one exchange driven through the same engine the server uses: the request phase on the
+test's request, then the response phase on its mocked `upstream_reply`, or the stream guard over its
+mocked `upstream_stream` chunks. No network: remote checks (webhooks) have no client here, so they take
+their rule's `on_error` path. Like `opa test`, a file without tests, or a rule that no test names,
+fails the run: a rule nobody tested is a rule nobody knows works.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from gateway.exchange import Endpoint, Exchange
+from gateway.metrics import Metrics
+from gateway.pipeline import GOING_ON
+from gateway.policy.engine import StreamBlocked, Verdict
+from gateway.policy.model import SEVERITY, Policy, PolicyTest
+from gateway.policy.policy_set import PolicySet
+
+MOCK_REPLY_TEXT = "This is a mock reply."
+
+
+@dataclass(slots=True)
+class Outcome:
+    """What one test exchange did, in the terms expectations are written in."""
+
+    action: str = "allow"
+    status: int = 200
+    fired: list[str] = field(default_factory=list)
+    upstream: str = ""  # the request body as the provider would receive it ("" when blocked before)
+    response: str = ""  # what the client would receive
+
+
+@dataclass(slots=True)
+class TestResult:
+    policy: str
+    file: str
+    name: str
+    source: str
+    passed: bool
+    failures: list[str]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"policy": self.policy, "file": self.file, "name": self.name, "source": self.source, "passed": self.passed, "failures": self.failures}
+
+
+@dataclass(slots=True)
+class SuiteReport:
+    results: list[TestResult] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)  # files without tests, rules nobody tested
+
+    @property
+    def passed(self) -> bool:
+        return not self.problems and all(result.passed for result in self.results)
+
+    def as_dict(self) -> dict[str, Any]:
+        failed = sum(not result.passed for result in self.results)
+        return {
+            "passed": self.passed,
+            "tests": len(self.results),
+            "failed": failed,
+            "problems": self.problems,
+            "results": [result.as_dict() for result in self.results],
+        }
+
+
+async def run_suite(policies: PolicySet) -> SuiteReport:
+    report = SuiteReport()
+    for policy in policies.policies:
+        report.problems.extend(_coverage_problems(policy))
+        for test in policy.tests:
+            outcome = await run_test(policies, test)
+            failures = check_expectations(test, outcome)
+            report.results.append(TestResult(policy.name, policy.source, test.name, test.source, not failures, failures))
+    return report
+
+
+def _coverage_problems(policy: Policy) -> list[str]:
+    if not policy.tests:
+        return [f"{policy.source}: policy {policy.name!r} has no tests"]
+    named = set().union(*(test.expect.names() for test in policy.tests))
+    return [f"{rule.source}: rule {rule.id!r} is not named by any test (expect.rule, fired or not_fired)" for rule in policy.rules if rule.id not in named]
+
+
+async def run_test(policies: PolicySet, test: PolicyTest) -> Outcome:
+    request = copy.deepcopy(test.request)
+    streamed = test.upstream_stream is not None
+    exchange = Exchange(f"policy-test-{time.monotonic_ns()}", test.endpoint, body=request, model=str(request.get("model", "")), stream=streamed)
+    exchange.principal = test.principal
+    outcome = Outcome()
+    verdict = await policies.check_request(exchange)
+    if _stops(outcome, verdict):
+        return _finish(outcome, exchange)
+    outcome.upstream = orjson.dumps(exchange.body).decode()
+    if test.upstream_stream is not None:
+        outcome.response = await _stream(policies, exchange, test.upstream_stream, outcome)
+    else:
+        reply = copy.deepcopy(test.upstream_reply) if test.upstream_reply is not None else _mock_reply(test.endpoint, request)
+        verdict = await policies.check_response(exchange, reply)
+        if not _stops(outcome, verdict):
+            outcome.response = orjson.dumps(reply).decode()
+    return _finish(outcome, exchange)
+
+
+def _stops(outcome: Outcome, verdict: Verdict) -> bool:
+    if verdict.action in GOING_ON:
+        return False
+    outcome.action = verdict.action
+    if verdict.action == "fallback":
+        return False  # the server re-routes and goes on; the test keeps the mocked reply
+    outcome.status = 403
+    return True
+
+
+def _finish(outcome: Outcome, exchange: Exchange) -> Outcome:
+    outcome.fired = [decision.rule for decision in exchange.decisions]
+    if SEVERITY[exchange.decision] > SEVERITY[outcome.action]:
+        outcome.action = exchange.decision
+    return outcome
+
+
+async def _stream(policies: PolicySet, exchange: Exchange, chunks: tuple[str, ...], outcome: Outcome) -> str:
+    guard = policies.stream_guard(exchange)
+    events = [_chunk_event(exchange.endpoint, text) for text in chunks]
+    released: list[dict[str, Any]] = []
+    try:
+        for event in events:
+            released.extend(guard.feed(event) if guard is not None else [event])
+        if guard is not None:
+            released.extend(await guard.finish())
+    except StreamBlocked as blocked:
+        outcome.action = "block" if blocked.verdict.action != "escalate" else "escalate"
+        outcome.status = 200  # the stream had started: the client sees a content_filter end, not a 403
+    return "".join(_event_text(exchange.endpoint, event) for event in released)
+
+
+def _chunk_event(endpoint: Endpoint | None, text: str) -> dict[str, Any]:
+    if endpoint is Endpoint.COMPLETIONS:
+        return {"object": "text_completion", "choices": [{"index": 0, "text": text, "finish_reason": None}]}
+    return {"object": "chat.completion.chunk", "choices": [{"index": 0, "delta": {"content": text}, "finish_reason": None}]}
+
+
+def _event_text(endpoint: Endpoint | None, event: dict[str, Any]) -> str:
+    pieces = []
+    for choice in event.get("choices") or ():
+        if endpoint is Endpoint.COMPLETIONS:
+            pieces.append(choice.get("text") or "")
+        else:
+            pieces.append((choice.get("delta") or {}).get("content") or "")
+    return "".join(pieces)
+
+
+def _mock_reply(endpoint: Endpoint, request: dict[str, Any]) -> dict[str, Any]:
+    if endpoint is Endpoint.EMBEDDINGS:
+        return {"object": "list", "data": [{"object": "embedding", "index": 0, "embedding": [0.0]}], "model": request.get("model")}
+    if endpoint is Endpoint.COMPLETIONS:
+        return {"object": "text_completion", "choices": [{"index": 0, "text": MOCK_REPLY_TEXT, "finish_reason": "stop"}]}
+    message = {"role": "assistant", "content": MOCK_REPLY_TEXT}
+    return {"object": "chat.completion", "choices": [{"index": 0, "message": message, "finish_reason": "stop"}]}
+
+
+def check_expectations(test: PolicyTest, outcome: Outcome) -> list[str]:
+    expect = test.expect
+    failures = []
+    if expect.action is not None and outcome.action != expect.action:
+        failures.append(f"action: expected {expect.action}, got {outcome.action}")
+    if expect.status is not None and outcome.status != expect.status:
+        failures.append(f"status: expected {expect.status}, got {outcome.status}")
+    for rule in filter(None, (expect.rule, *expect.fired)):
+        if rule not in outcome.fired:
+            failures.append(f"rule {rule!r} did not fire (fired: {', '.join(outcome.fired) or 'none'})")
+    for rule in expect.not_fired:
+        if rule in outcome.fired:
+            failures.append(f"rule {rule!r} fired, expected it not to")
+    for text in expect.upstream_contains:
+        if text not in outcome.upstream:
+            failures.append(f"upstream request does not contain {text!r}")
+    for text in expect.upstream_not_contains:
+        if text in outcome.upstream:
+            failures.append(f"upstream request contains {text!r}")
+    for text in expect.response_contains:
+        if text not in outcome.response:
+            failures.append(f"response does not contain {text!r}")
+    for text in expect.response_not_contains:
+        if text in outcome.response:
+            failures.append(f"response contains {text!r}")
+    return failures
+
+
+def compile_for_tests(policies: tuple[Policy, ...], version: str) -> PolicySet:
+    return PolicySet(policies, version, Metrics())
