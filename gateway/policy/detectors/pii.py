@@ -5,8 +5,9 @@ This runs on every request and streamed reply, so it is built for the common cas
 1. `str` prefilters that cost about a microsecond on 4 KB (`'@' in text`, "is there any digit at all").
    Without a digit, none of the numeric entities can be present, and we stop there.
 2. One *gate* pass: the union of loose candidate shapes, run as a single DFA scan with google-re2 when it is
-   installed (about 7 us per 4 KB whatever the pattern's size; the stdlib `re` does the same job more slowly
-   when re2 is missing). Most prose with ordinary numbers ("in 2024", "HTTP 429", "Python 3.11") stops here.
+   installed (about 7 us per 4 KB whatever the pattern's size; without re2, a looser stdlib pattern built for
+   sre does the same job, several times slower). Most prose with ordinary numbers ("in 2024", "HTTP 429",
+   "Python 3.11") stops here.
 3. Only in small windows around the gate's hits: the exact stdlib patterns (lookarounds keep spans tight and
    rule out version strings, UUID fragments and longer digit runs), followed by the validators that regexes
    cannot express (Luhn and IIN ranges, ISO 7064 mod-97 with the per-country length, SSN ranges, octets,
@@ -26,7 +27,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from gateway.policy.detectors import Finding
@@ -46,30 +47,39 @@ _NUMERIC_ENTITIES = frozenset({"PHONE", "CREDIT_CARD", "US_SSN", "IP_ADDRESS"})
 
 
 class TextGate:
-    """A search-only pattern (no lookarounds, no backreferences, no groups) for the cheap first pass of a detector.
+    """The cheap first pass of a detector: where in the text the candidates are, as (start, end) spans.
 
-    With google-re2 it is one DFA scan, linear whatever the pattern, and ASCII text (the common case) is
-    handed over as bytes so that offsets need no UTF-8 decoding; re2's wrapper costs several microseconds per
-    hit on `str` and on named groups, which is why callers classify a hit by its text rather than by a group.
-    Without re2 the stdlib compiles the same pattern: same results, slower. The engine is chosen when the gate
-    is built (not at import), so tests can run a corpus through both. Shared with `secrets.py`."""
+    With google-re2, `pattern` (no lookarounds, backreferences or groups) is one DFA scan, linear whatever its
+    size, and ASCII text (the common case) is handed over as bytes so that offsets need no UTF-8 decoding;
+    re2's wrapper costs microseconds per hit on `str` and on named groups, which is why callers classify a hit
+    by its text rather than by a group. Without re2, `fallback` does the job: a stdlib pattern written for sre
+    (which is fast only when a pattern starts with one character class) or a function. A fallback may report
+    more than `pattern` (callers only use hits to decide where to look closer), never less. The engine is
+    chosen when the gate is built, not at import, so tests can run a corpus through both. Shared with
+    `secrets.py`."""
 
-    __slots__ = ("_pattern", "_ascii_as_bytes")
+    __slots__ = ("_re2", "_scan")
 
-    def __init__(self, pattern: str) -> None:
-        self._pattern: Any
+    def __init__(self, pattern: str, fallback: str | Callable[[str], list[tuple[int, int]]] | None = None) -> None:
+        self._re2: Any = None
+        self._scan: Callable[[str], list[tuple[int, int]]]
         if _re2 is not None:
-            self._pattern = _re2.compile(pattern)
-            self._ascii_as_bytes = True
+            self._re2 = _re2.compile(pattern)
+            self._scan = self._re2_spans
+        elif callable(fallback):
+            self._scan = fallback
         else:
-            self._pattern = re.compile(pattern)
-            self._ascii_as_bytes = False
+            finditer = re.compile(fallback if fallback is not None else pattern).finditer
+            self._scan = lambda text: [m.span() for m in finditer(text)]
 
     def spans(self, text: str) -> list[tuple[int, int]]:
         """(start, end) of every non-overlapping hit, as character offsets into `text`."""
-        if self._ascii_as_bytes and text.isascii():
-            return [m.span() for m in self._pattern.finditer(text.encode("ascii"))]
-        return [m.span() for m in self._pattern.finditer(text)]
+        return self._scan(text)
+
+    def _re2_spans(self, text: str) -> list[tuple[int, int]]:
+        if text.isascii():
+            return [m.span() for m in self._re2.finditer(text.encode("ascii"))]
+        return [m.span() for m in self._re2.finditer(text)]
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -90,6 +100,12 @@ _GATE_IBAN = r"[A-Z]{2}[0-9]{2} ?[A-Z0-9]{4}"
 _GATE_IP6 = (
     r"::[0-9A-Fa-f]{0,3}[0-9]|[0-9][0-9A-Fa-f]{0,3}::|::[0-9A-Fa-f]{1,4}:|(?:[0-9A-Fa-f]{1,4}:){5}[0-9A-Fa-f]"
 )
+# The same families for the stdlib fallback: looser shapes, each after one leading class that sre can skip
+# to. A number is a run of digits and separators; IPv6 is a digit in a group next to a colon (or a first group
+# followed by two colons), so that an address whose only digits are in its last group is still seen.
+_STDLIB_GATE_NUM = ("0-9+(", r"(?<=[0-9+(])[0-9 ().+-]{6,}")
+_STDLIB_GATE_IP6 = ("0-9:", r"(?<=[0-9])[0-9A-Fa-f]{0,3}:[0-9A-Fa-f]{0,4}:|(?<=:)[0-9A-Fa-f]{0,3}[0-9]")
+_STDLIB_GATE_IBAN = ("A-Z", r"(?<=[A-Z])[A-Z][0-9]{2}")
 # The exact patterns run only in a window around each gate hit: (chars before, chars after). "Before" covers
 # what an exact match may have ahead of its gate shape ("1-" or "1 (" before a US number, up to 39 characters
 # of IPv6 groups before a "::"); "after" only has to fit the shortest exact match that a gate hit starts (an
@@ -201,9 +217,17 @@ class PiiDetector:
         self._numeric = bool(wanted & _NUMERIC_ENTITIES)
         self._iban = "IBAN" in wanted
         self._ip6 = "IP_ADDRESS" in wanted
-        families = ((self._numeric, _GATE_NUM), (self._iban, _GATE_IBAN), (self._ip6, _GATE_IP6))
-        shapes = [shape for wanted_family, shape in families if wanted_family]
-        self._gate = TextGate("|".join(shapes)) if shapes else None
+        families = (
+            (self._numeric, _GATE_NUM, _STDLIB_GATE_NUM),
+            (self._ip6, _GATE_IP6, _STDLIB_GATE_IP6),
+            (self._iban, _GATE_IBAN, _STDLIB_GATE_IBAN),
+        )
+        wanted_families = [(shape, stdlib) for on, shape, stdlib in families if on]
+        self._gate = None
+        if wanted_families:
+            first = "".join(stdlib[0] for _, stdlib in wanted_families)
+            stdlib_gate = f"[{first}](?:{'|'.join(stdlib[1] for _, stdlib in wanted_families)})"
+            self._gate = TextGate("|".join(shape for shape, _ in wanted_families), stdlib_gate)
 
     @property
     def entities(self) -> frozenset[str]:

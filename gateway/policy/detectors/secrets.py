@@ -3,10 +3,11 @@
 Every kind has a *trigger*: a short literal that any instance must contain (a token prefix such as `ghp_` or
 `AKIA`, `-----BEGIN `, `eyJ` for a JWT header, or a key name such as `password` for an assignment). A single
 gate pass finds all triggers at once (google-re2 when installed: a DFA, so the union of ~20 literals costs
-one linear scan of about 7 us per 4 KB; stdlib `re` otherwise). Text without a trigger, which is most text,
-stops there. Each trigger then gets one anchored stdlib match at its position, and the checks that a regex
-cannot express: word boundaries, randomness (Shannon entropy; placeholders such as `sk-xxxx...`, `<your-key>`,
-`${VAR}`, `changeme` are rejected), a JWT header that decodes to JSON with "alg", a PEM block's END line.
+one linear scan of about 7 us per 4 KB; without re2, a `str.find` loop per probe literal). Text without
+a trigger, which is most text, stops there. Each trigger then gets one anchored stdlib match at its
+position, and the checks that a regex cannot express: word boundaries, randomness (Shannon entropy;
+placeholders such as `sk-xxxx...`, `<your-key>`, `${VAR}`, `changeme` are rejected), a JWT header that
+decodes to JSON with "alg", a PEM block's END line.
 
 Assignments (`password = "..."`, `api_key: ...`, `"client_secret": "..."`, `--token=...`) are found from the
 key name outwards, and the finding's span is the value only, so a redaction keeps the key and the operator:
@@ -28,6 +29,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import json
 import math
 import re
@@ -82,6 +84,22 @@ _TRIGGERS: dict[str, str] = {
     "JWT": r"eyJ",
     "AWS_SECRET_KEY": _KEY_TRIGGER,
     "GENERIC_SECRET": _KEY_TRIGGER,
+}
+
+# The gate's fallback without re2 (sre has no fast path for a union of literals, least of all a case-insensitive
+# one): `str.find` for short probes, each occurrence confirmed by an anchored match of the trigger union, so
+# the spans are the ones the regex gate reports. Key-name probes are searched in the lowercased text, and
+# probes with an underscore only when the text has one (prose rarely does).
+_KEY_PROBES = ("pass", "secret", "token", "api")
+_PROBES: dict[str, tuple[str, ...]] = {
+    "AWS_ACCESS_KEY": ("AKIA", "ASIA"),
+    "GITHUB_TOKEN": ("ghp_", "gho_", "ghu_", "ghs_", "ghr_", "github_pat_"),
+    "OPENAI_KEY": ("sk-",),
+    "ANTHROPIC_KEY": ("sk-",),
+    "SLACK_TOKEN": ("xox", "hooks.slack.com/"),
+    "STRIPE_KEY": ("sk_live_", "sk_test_", "rk_live_", "rk_test_"),
+    "PRIVATE_KEY": ("-----BEGIN ",),
+    "JWT": ("eyJ",),
 }
 
 _BASE62 = "A-Za-z0-9"
@@ -162,7 +180,16 @@ class SecretsDetector:
         self._kinds = wanted
         self._assignments = bool(wanted & {"AWS_SECRET_KEY", "GENERIC_SECRET"})
         triggers = list(dict.fromkeys(_TRIGGERS[kind] for kind in SECRET_KINDS if kind in wanted))
-        self._gate = TextGate("|".join(triggers)) if triggers else None
+        wanted_probes = (probe for kind in SECRET_KINDS if kind in wanted for probe in _PROBES.get(kind, ()))
+        probes = tuple(dict.fromkeys(wanted_probes))
+        fallback = functools.partial(
+            _probe_spans,
+            tuple(probe for probe in probes if "_" not in probe),
+            tuple(probe for probe in probes if "_" in probe),
+            _KEY_PROBES if self._assignments else (),
+            re.compile("|".join(triggers)),
+        )
+        self._gate = TextGate("|".join(triggers), fallback) if triggers else None
 
     @property
     def kinds(self) -> frozenset[str]:
@@ -212,6 +239,41 @@ class SecretsDetector:
         if not found:
             return []
         return resolve_overlaps(found, self._kinds)
+
+
+def _probe_spans(
+    plain: tuple[str, ...],
+    underscored: tuple[str, ...],
+    keys: tuple[str, ...],
+    triggers: re.Pattern[str],
+    text: str,
+) -> list[tuple[int, int]]:
+    """The gate without re2: the trigger spans the regex gate would report (in order, non-overlapping)."""
+    lowered = text.lower() if keys else text
+    if len(lowered) != len(text):
+        # Some characters lowercase to two (U+0130): offsets in `lowered` would not be offsets in `text`.
+        return [m.span() for m in triggers.finditer(text)]
+    probes = [(text, plain), (lowered, keys)]
+    if "_" in text:
+        probes.append((text, underscored))
+    hits: list[tuple[int, int]] = []
+    match = triggers.match
+    for source, needles in probes:
+        for needle in needles:
+            at = source.find(needle)
+            while at != -1:
+                m = match(text, at)
+                if m is not None:
+                    hits.append(m.span())
+                at = source.find(needle, at + 1)
+    if len(hits) > 1:
+        hits.sort(key=lambda hit: (hit[0], -hit[1]))
+        kept = [hits[0]]
+        for hit in hits:
+            if hit[0] >= kept[-1][1]:
+                kept.append(hit)
+        hits = kept
+    return hits
 
 
 # -- token formats ---------------------------------------------------------------------------------------------
