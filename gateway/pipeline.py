@@ -13,6 +13,7 @@ Review (escalate, park, resume) joins here as the outcome of the policy stages.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -117,11 +118,26 @@ class Pipeline:
         batches = upstream.__aiter__()
         last: list[StreamEvent] = []
         first: StreamEvent | None = None
+        next_batch: asyncio.Future[list[StreamEvent]] | None = None  # kept across hold-time wake-ups
         try:
             while True:
                 waited = time.perf_counter()
                 try:
-                    batch = await batches.__anext__()
+                    deadline = guard.next_deadline() if guard is not None else None
+                    if deadline is None and next_batch is None:
+                        batch = await batches.__anext__()
+                    else:
+                        if next_batch is None:
+                            next_batch = asyncio.ensure_future(batches.__anext__())
+                        timeout = None if deadline is None else max(deadline - time.monotonic(), 0.0)
+                        done, _ = await asyncio.wait((next_batch,), timeout=timeout)
+                        if not done:  # held text reached its time bound before more arrived
+                            assert guard is not None
+                            due = self._guarded(exchange, guard, None)
+                            if due:
+                                yield b"".join([self._relayed(exchange, event) for event in due])
+                            continue
+                        batch, next_batch = next_batch.result(), None
                 except StopAsyncIteration:
                     break
                 finally:
@@ -148,13 +164,19 @@ class Pipeline:
             released = b"".join([self._relayed(exchange, event) for event in (*last, *blocked.released)])
             yield released + encode_event(_content_filter_chunk(exchange, first)) + b"data: " + error.body(exchange.request_id) + b"\n\n" + DONE_EVENT
             return
+        finally:
+            if next_batch is not None and not next_batch.done():
+                next_batch.cancel()
         yield b"".join([self._relayed(exchange, event) for event in last]) + DONE_EVENT
 
-    def _guarded(self, exchange: Exchange, guard: StreamGuard, batch: list[StreamEvent]) -> list[StreamEvent]:
+    def _guarded(self, exchange: Exchange, guard: StreamGuard, batch: list[StreamEvent] | None) -> list[StreamEvent]:
+        """The guard's verdict on a batch (or, with None, on text held past its time bound)."""
         started = time.perf_counter()
         checked: list[StreamEvent] = []
         try:
-            for event in batch:
+            if batch is None:
+                checked.extend(guard.release_due())
+            for event in batch or ():
                 checked.extend(guard.feed(event))
         except StreamBlocked as blocked:
             blocked.released[:0] = checked  # what the guard passed before the block still goes out

@@ -20,6 +20,7 @@ from gateway.config.model import (
     PoliciesConfig,
     ProviderConfig,
     StoreConfig,
+    StreamHold,
     Target,
     UpstreamTimeouts,
     embedded_default,
@@ -171,10 +172,17 @@ def _policies(section: Section, base_dir: Path) -> PoliciesConfig:
             signature.fail("keys", "must be a non-empty list of public key files (PEM, Ed25519)")
         keys = tuple(base_dir / key for key in listed)
         signature.finish()
+    stream_section = section.section("stream")
+    stream = StreamHold(
+        window_chars=stream_section.integer("window_chars", _POLICIES.stream.window_chars, minimum=1),
+        max_hold_ms=stream_section.number("max_hold_ms", _POLICIES.stream.max_hold_ms, minimum=1),
+    )
+    stream_section.finish()
     policies = PoliciesConfig(
         dir=base_dir / section.string("dir", str(_POLICIES.dir)),
         reload=section.choice("reload", ("watch", "off"), _POLICIES.reload),
         signature_keys=keys,
+        stream=stream,
     )
     section.finish()
     return policies

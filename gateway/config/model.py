@@ -73,10 +73,19 @@ class AuthConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class StreamHold:
+    """How response rules hold back streamed text: a window of characters, and a bound on the time."""
+
+    window_chars: int = 256
+    max_hold_ms: float = 500.0
+
+
+@dataclass(frozen=True, slots=True)
 class PoliciesConfig:
     dir: Path = Path("policies")
     reload: str = "watch"
     signature_keys: tuple[Path, ...] = ()  # require_signature.keys: bundles must be signed by one of these
+    stream: StreamHold = StreamHold()
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from gateway.config.model import StreamHold
 from gateway.metrics import Metrics
 from gateway.policy import text
 from gateway.policy.bundle import Bundle, BundleError, read_bundle
@@ -39,6 +40,7 @@ def compile_bundle(
     signature_keys: Sequence[Path] = (),
     known_models: Collection[str] = (),
     http: ClientSession | None = None,
+    stream_hold: StreamHold = StreamHold(),
 ) -> CompiledBundle:
     """Blocking (file reads, compilation): run it off the event loop, e.g. with `asyncio.to_thread`.
 
@@ -60,7 +62,7 @@ def compile_bundle(
                         f"(configured: {', '.join(sorted(known_models))})"
                     )
     text.prepare()
-    return CompiledBundle(bundle, PolicySet(policies, bundle.version, metrics, http), approval)
+    return CompiledBundle(bundle, PolicySet(policies, bundle.version, metrics, http, stream_hold), approval)
 
 
 def _approval(bundle: Bundle, signature_keys: Sequence[Path]) -> Approval | None:

@@ -48,6 +48,12 @@ class StreamGuard(Protocol):
     def feed(self, event: StreamEvent) -> list[StreamEvent]:
         """Raises `StreamBlocked` when an enforced rule blocks the stream."""
 
+    def next_deadline(self) -> float | None:
+        """When (time.monotonic()) held text must go out even if nothing more arrives; None if none is held."""
+
+    def release_due(self) -> list[StreamEvent]:
+        """The held text whose deadline passed, checked as it stands (may raise StreamBlocked)."""
+
     async def finish(self) -> list[StreamEvent]:
         """Release whatever is still held back once the upstream stream ended (may raise StreamBlocked)."""
 

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import re2
 
+from gateway.config.model import StreamHold
 from gateway.exchange import Exchange
 from gateway.metrics import Metrics
 from gateway.policy.checks import Subject
@@ -86,8 +87,16 @@ def _pattern_set(rules: Sequence[Rule]) -> Any:
 class PolicySet:
     """Implements `PolicyEngine` for a loaded bundle."""
 
-    def __init__(self, policies: Sequence[Policy], version: str, metrics: Metrics, http: ClientSession | None = None) -> None:
+    def __init__(
+        self,
+        policies: Sequence[Policy],
+        version: str,
+        metrics: Metrics,
+        http: ClientSession | None = None,
+        stream_hold: StreamHold = StreamHold(),
+    ) -> None:
         self.policies = tuple(policies)
+        self.stream_hold = stream_hold
         self.version = version
         self.metrics = metrics
         self.http = http

@@ -118,7 +118,7 @@ class PolicyReloader:
     def _compile(self) -> CompiledBundle:
         return compile_bundle(
             self.config.dir, self.metrics, signature_keys=self.config.signature_keys,
-            known_models=self.known_models, http=self.http,
+            known_models=self.known_models, http=self.http, stream_hold=self.config.stream,
         )
 
     def _go_live(self, compiled: CompiledBundle) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -174,3 +175,20 @@ def test_readyz_and_headers_carry_the_bundle_version(make_gateway: Any, policy_d
         raw = client.chat.completions.with_raw_response.create(model="mock-gpt", messages=[{"role": "user", "content": "hi"}])
     assert raw.headers["x-gateway-policy-version"] == ready["policy_version"]
     assert len(ready["policy_version"]) == 64
+
+
+def test_a_slow_stream_is_not_held_back_longer_than_the_time_bound(make_gateway: Any, upstream: FakeUpstream, policy_dir: Path) -> None:
+    write_policies(policy_dir, replies="""
+        rules:
+          - {id: no-secrets-out, phase: response, check: {secrets: {}}, action: redact}
+    """)
+    gateway = make_gateway(policies={"stream": {"max_hold_ms": 100}})
+    upstream.enqueue(Reply(chunks=("first words ", "then more ", "and the end"), chunk_delay_s=0.5))
+    arrivals: list[tuple[float, str]] = []
+    with sdk_client(gateway) as client:
+        stream = client.chat.completions.create(model="gpt-test", stream=True, messages=[{"role": "user", "content": "go"}])
+        for chunk in stream:
+            if chunk.choices and chunk.choices[0].delta.content:
+                arrivals.append((time.monotonic(), chunk.choices[0].delta.content))
+    assert "".join(text for _, text in arrivals) == "first words then more and the end"
+    assert arrivals[0][1].startswith("first") and arrivals[-1][0] - arrivals[0][0] > 0.6  # released long before the end

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from pathlib import Path
 from typing import Any
 
@@ -10,8 +11,10 @@ import pytest
 
 from gateway.policy.engine import StreamBlocked
 from gateway.policy.policy_set import PolicySet
-from gateway.policy.stream import HOLD_BACK_CHARS
+from gateway.config.model import StreamHold
 from policy_support import chat, delta_event, engine, event_text
+
+HOLD_BACK_CHARS = StreamHold().window_chars
 
 MASK_CARDS = """
 rules:
@@ -116,3 +119,18 @@ def test_no_guard_when_nothing_inspects_streams(tmp_path: Path) -> None:
           - {id: words, phase: request, check: {keywords: {words: [apple]}}, action: block}
     """)
     assert policies.stream_guard(chat("hi", stream=True)) is None
+
+
+def test_text_held_past_the_time_bound_goes_out_checked(tmp_path: Path) -> None:
+    policies = engine(tmp_path, cards=MASK_CARDS)
+    policies.stream_hold = StreamHold(window_chars=256, max_hold_ms=50)
+    exchange = chat("go", stream=True)
+    guard = policies.stream_guard(exchange)
+    assert guard is not None
+    assert guard.feed(delta_event("card 4111 1111 1111 1111, then")) == []  # all within the window
+    deadline = guard.next_deadline()
+    assert deadline is not None
+    assert guard.release_due() == []  # not yet due
+    time.sleep(0.06)
+    assert event_text(guard.release_due()) == "card [CREDIT_CARD_1], then"
+    assert guard.next_deadline() is None  # nothing held any more
