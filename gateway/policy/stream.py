@@ -252,8 +252,8 @@ class BufferedGuard:
     async def finish(self) -> list[StreamEvent]:
         texts: dict[tuple[int, int], list[str]] = {}
         for event in self.held:
-            for key, holder, field in _channels(self.exchange.endpoint, event):
-                texts.setdefault(key, []).append(holder[field])
+            for key, holder, name in _channels(self.exchange.endpoint, event):
+                texts.setdefault(key, []).append(holder[name])
         reply = self._as_reply({key: "".join(pieces) for key, pieces in texts.items()})
         verdict: Verdict = await self.policies.check_response(self.exchange, reply)
         if verdict.action in _HALTING:
@@ -285,6 +285,6 @@ class BufferedGuard:
             for call in choice["message"].get("tool_calls") or ():
                 final[(index, call["index"])] = call["function"]["arguments"]
         for event in self.held:
-            for key, holder, field in _channels(self.exchange.endpoint, event):
-                holder[field] = final.pop(key, "")
+            for key, holder, name in _channels(self.exchange.endpoint, event):
+                holder[name] = final.pop(key, "")
         return self.held

@@ -2,19 +2,16 @@
 
 from __future__ import annotations
 
-import os
 import signal
 from pathlib import Path
 from typing import Any
 
 import openai
-import pytest
 
 from gateway.auth import NoAuth
 from gateway.exchange import ANONYMOUS
 from gateway.policy.signing import generate_keypair, sign_bundle, write_signature
 from gateway.policy.bundle import read_bundle
-from gateway.testing.upstream import FakeUpstream
 from policy_support import policy_file, write_policies
 from support import (
     GatewayProcess,
