@@ -579,6 +579,15 @@ async def wait_ready(port: int, proc: subprocess.Popen[bytes], timeout: float, l
     raise RuntimeError(f"port {port} not ready after {timeout:.0f}s; log: {log}")
 
 
+def shipped_policies(workdir: Path) -> None:
+    """The shipped packs, with the example model allow-list extended by the benchmark's model name."""
+    target = workdir / "policies"
+    shutil.rmtree(target, ignore_errors=True)
+    shutil.copytree(REPO / "policies", target)
+    allow_list = target / "models.yaml"
+    allow_list.write_text(allow_list.read_text().replace('allow: ["mock-*",', 'allow: ["bench*", "mock-*",'))
+
+
 def gateway_config(path: Path, port: int, upstream_port: int, workdir: Path) -> None:
     """The benchmark's gateway config (JSON is YAML): one OpenAI-compatible provider per upstream path."""
     (workdir / "policies").mkdir(exist_ok=True)
@@ -599,11 +608,15 @@ def gateway_config(path: Path, port: int, upstream_port: int, workdir: Path) -> 
     path.write_text(json.dumps(config, indent=2))
 
 
-async def start_gateway(name: str, workers: int, upstream_port: int, workdir: Path, cores: set[int] | None, label: str = "") -> Target:
+async def start_gateway(
+    name: str, workers: int, upstream_port: int, workdir: Path, cores: set[int] | None, label: str = "", *, policies: bool = False
+) -> Target:
     port = free_port()
     config = workdir / f"{name}.yaml"
     home = workdir / name  # each gateway its own policies dir and audit store
     home.mkdir(exist_ok=True)
+    if policies:
+        shipped_policies(home)
     gateway_config(config, port, upstream_port, home)
     log = workdir / f"{name}.log"
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
@@ -909,6 +922,15 @@ def compute_summary(results: dict[str, dict[str, Any]]) -> dict[str, Any]:
         }
         summary["ratios"] = ratios
         summary["targets"] = targets
+    enforcing = rows.get("gateway-policies")
+    if gateway and enforcing:
+        summary["policies"] = {
+            "throughput_vs_gateway": _div(enforcing["rps"], gateway["rps"]),
+            "cpu_us_per_req_added": _sub(enforcing["cpu_us_per_req"], gateway["cpu_us_per_req"]),
+            "cpu_per_request_vs_passthrough": _div(enforcing["cpu_us_per_req"], reference["cpu_us_per_req"]) if reference else None,
+            "added_p50_ms_vs_gateway": _sub(enforcing.get("added_p50_ms"), gateway.get("added_p50_ms")),
+            "ttfb_difference_ms_vs_gateway": _sub(enforcing["ttfb_p50_ms"], gateway["ttfb_p50_ms"]),
+        }
     return summary
 
 
@@ -970,6 +992,13 @@ def print_report(summary: dict[str, Any], args: argparse.Namespace) -> None:
         print()
         for name, ok in summary["targets"].items():
             print(f"  [{'met ' if ok else 'MISS' if ok is not None else ' ?  '}] {name}")
+    if "policies" in summary:
+        cost = summary["policies"]
+        print()
+        print("gateway enforcing the shipped policy packs vs the gateway with none (1 worker each):")
+        print(f"  throughput ratio          {_fmt(cost['throughput_vs_gateway'], 3)}")
+        print(f"  CPU per request added     {_fmt(cost['cpu_us_per_req_added'], 0)} us (vs passthrough: {_fmt(cost['cpu_per_request_vs_passthrough'], 3)}x)")
+        print(f"  added latency p50         {_fmt(cost['added_p50_ms_vs_gateway'], 3)} ms; stream TTFB {_fmt(cost['ttfb_difference_ms_vs_gateway'], 3)} ms")
 
 
 def source_info() -> dict[str, Any]:
@@ -1039,10 +1068,12 @@ async def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
             targets = [direct] if "direct" in args.targets else []
             if "passthrough" in args.targets:
                 targets.append(await start_passthrough(upstream_port, workdir, proxy_cores))
-            for name, workers, pin in (("gateway", 1, proxy_cores), ("gateway-2w", 2, cores)):
+            for name, workers, pin in (("gateway", 1, proxy_cores), ("gateway-policies", 1, proxy_cores), ("gateway-2w", 2, cores)):
                 if name in args.targets:
                     print(f"  starting {name} (gateway serve --workers {workers}) ...", flush=True)
-                    targets.append(await start_gateway(f"{name}-r{number + 1}", workers, upstream_port, workdir, pin, label=name))
+                    targets.append(await start_gateway(
+                        f"{name}-r{number + 1}", workers, upstream_port, workdir, pin, label=name, policies=name == "gateway-policies"
+                    ))
             try:
                 rounds.append({target.name: await measure(target, args, workdir, sampler) for target in targets})
                 if args.profile and number == args.rounds - 1:
@@ -1101,7 +1132,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--paced-ms", type=float, default=5.0, help="gap between events of a paced stream (default 5)")
     parser.add_argument("--terminator-gap-ms", type=float, default=0.0,
                         help="paced streams: the upstream ends the HTTP body this long after [DONE] (default 0: together)")
-    parser.add_argument("--targets", default="direct,passthrough,gateway,gateway-2w", help="comma-separated subset to run")
+    parser.add_argument("--targets", default="direct,passthrough,gateway,gateway-policies,gateway-2w",
+                        help="comma-separated subset to run (gateway-policies: 1 worker enforcing the shipped packs)")
     parser.add_argument("--loadgen", choices=("auto", "wrk", "python"), default="auto", help="saturation client: wrk when installed (auto), or the built-in one")
     parser.add_argument("--profile", action="store_true", help="also record py-spy profiles (raw collapsed stacks) of gateway and passthrough at saturation")
     parser.add_argument("--rounds", type=int, default=None, help="rounds, each with fresh proxy processes, targets in turns; medians reported (default 3; --quick: 1)")
@@ -1113,7 +1145,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if args.rounds is None:
         args.rounds = 1 if args.quick else 3
     args.targets = [name.strip() for name in args.targets.split(",") if name.strip()]
-    unknown = set(args.targets) - {"direct", "passthrough", "gateway", "gateway-2w"}
+    unknown = set(args.targets) - {"direct", "passthrough", "gateway", "gateway-policies", "gateway-2w"}
     if unknown:
         parser.error(f"unknown targets: {', '.join(sorted(unknown))}")
     if not 1 <= args.rounds <= 10:
