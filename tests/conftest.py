@@ -10,6 +10,7 @@ import openai
 import pytest
 
 from gateway.config import parse_config
+from gateway.testing.redis_server import RedisServer
 from gateway.testing.threads import GatewayServer, LoopThread
 from gateway.testing.upstream import FakeUpstream
 from support import async_sdk_client, fake_provider, sdk_client
@@ -94,3 +95,17 @@ async def async_client(gateway: GatewayServer) -> AsyncIterator[openai.AsyncOpen
 def store_dir(tmp_path: Path) -> Path:
     """Where the gateways of `make_gateway` keep their local store (audit.jsonl)."""
     return tmp_path / "store"
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    """One real redis-server for the session (tests keep apart by key prefix); outage tests start their own."""
+    server = RedisServer().start()
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def redis_prefix(request: pytest.FixtureRequest) -> str:
+    """A key prefix of this test's own, so tests sharing the session's Redis never see each other's keys."""
+    return f"t{abs(hash(request.node.nodeid)) % 10**10}:"

@@ -7,6 +7,7 @@ HMAC-SHA256 digests, so content can be matched later without being stored.
 from __future__ import annotations
 
 import os
+import secrets
 import socket
 import time
 from dataclasses import dataclass
@@ -22,8 +23,10 @@ SCHEMA_VERSION = 1
 
 
 def instance_id() -> str:
-    """Names this process in audit records: many instances and workers write to one trail."""
-    return f"{socket.gethostname()}:{os.getpid()}"
+    """Names this process run in audit records (`host:pid:nonce`): many instances and workers write to one
+    trail, and each keeps its own hash chain. The random part keeps a restarted container (same host name,
+    same pid 1) from continuing, and so forking, the chain of its previous life."""
+    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
 
 
 @dataclass(slots=True)

@@ -190,8 +190,6 @@ def _policies(section: Section, base_dir: Path) -> PoliciesConfig:
 
 def _store(section: Section, base_dir: Path) -> StoreConfig:
     backend = section.choice("backend", STORE_BACKENDS, _STORE.backend)
-    if backend != "local":
-        section.fail("backend", "'redis' is not supported by this version; only 'local' (see README, \"Roadmap\")")
     store = StoreConfig(
         backend=backend,
         local_dir=base_dir / section.string("local_dir", str(_STORE.local_dir)),
@@ -213,6 +211,7 @@ def _audit(section: Section, base_dir: Path) -> AuditConfig:
         hmac_key=Secret(hmac_key) if hmac_key else None,
         on_unavailable=section.choice("on_unavailable", ("closed", "open"), defaults.on_unavailable),
         queue_size=section.integer("queue_size", defaults.queue_size, minimum=1),
+        spool_max_bytes=section.integer("spool_max_bytes", defaults.spool_max_bytes, minimum=1024),
     )
     section.finish()
     return audit

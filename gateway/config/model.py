@@ -105,6 +105,7 @@ class AuditConfig:
     hmac_key: Secret | None = None
     on_unavailable: str = "closed"
     queue_size: int = 10_000
+    spool_max_bytes: int = 1024 * 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True)

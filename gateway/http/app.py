@@ -13,7 +13,8 @@ from aiohttp import web
 
 from gateway.audit.keys import load_or_create_hmac_key
 from gateway.audit.record import RecordBuilder, instance_id
-from gateway.audit.writer import LocalAuditWriter
+from gateway.audit.writer import AuditWriter, open_spool
+from gateway.audit.backends import AuditBackend, LocalFileBackend, RedisStreamBackend
 from gateway.auth import NoAuth
 from gateway.config.model import GatewayConfig
 from gateway.http.admin import AdminHandlers
@@ -30,6 +31,16 @@ from gateway.routing.router import Router
 RELOADER = web.AppKey("reloader", PolicyReloader)
 
 
+def build_audit_writer(config: GatewayConfig, metrics: Metrics) -> AuditWriter:
+    """The local file (embedded default), or the Redis stream with the durable spool behind it."""
+    store, audit = config.store, config.audit
+    if store.backend == "redis":
+        backend: AuditBackend = RedisStreamBackend(store.redis_url, store.key_prefix + audit.stream, audit.maxlen)
+        spool_dir, spool_bytes = audit.spool_dir, audit.spool_max_bytes
+        return AuditWriter(backend, queue_size=audit.queue_size, metrics=metrics, spool=lambda: open_spool(spool_dir, spool_bytes))
+    return AuditWriter(LocalFileBackend(store.local_dir), queue_size=audit.queue_size, metrics=metrics)
+
+
 async def build_app(config: GatewayConfig) -> web.Application:
     """Must run inside the worker's event loop (the client session binds to it)."""
     metrics = Metrics()
@@ -41,7 +52,7 @@ async def build_app(config: GatewayConfig) -> web.Application:
 
     instance = instance_id()
     hmac_key = load_or_create_hmac_key(config.audit.hmac_key, config.store.local_dir)
-    audit = LocalAuditWriter(config.store.local_dir, config.audit.queue_size)
+    audit = build_audit_writer(config, metrics)
     ids = IdGenerator()
     records = RecordBuilder(instance, config.audit.content, hmac_key, ids)
     pipeline = Pipeline(

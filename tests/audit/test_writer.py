@@ -6,7 +6,8 @@ import asyncio
 import json
 from pathlib import Path
 
-from gateway.audit.writer import AUDIT_FILE, LocalAuditWriter
+from gateway.audit.backends import LocalFileBackend
+from gateway.audit.writer import AUDIT_FILE, AuditWriter
 
 
 def lines(directory: Path) -> list[dict[str, object]]:
@@ -14,7 +15,7 @@ def lines(directory: Path) -> list[dict[str, object]]:
 
 
 async def test_records_are_appended_in_order(tmp_path: Path) -> None:
-    writer = LocalAuditWriter(tmp_path, queue_size=100)
+    writer = AuditWriter(LocalFileBackend(tmp_path), queue_size=100)
     await writer.start()
     for index in range(50):
         writer.submit({"n": index})
@@ -28,7 +29,7 @@ async def test_records_are_appended_in_order(tmp_path: Path) -> None:
 
 
 async def test_close_flushes_what_is_pending(tmp_path: Path) -> None:
-    writer = LocalAuditWriter(tmp_path, queue_size=100)
+    writer = AuditWriter(LocalFileBackend(tmp_path), queue_size=100)
     await writer.start()
     for index in range(10):
         writer.submit({"n": index})
@@ -41,7 +42,7 @@ async def test_close_during_a_write_does_not_write_twice(tmp_path: Path) -> None
     # thread. Where exactly close() lands depends on that thread, so try it at several points, several times.
     for attempt in range(24):
         directory = tmp_path / str(attempt)
-        writer = LocalAuditWriter(directory, queue_size=100)
+        writer = AuditWriter(LocalFileBackend(directory), queue_size=100)
         await writer.start()
         writer.submit({"n": attempt})
         for _ in range(attempt % 6):
@@ -53,7 +54,7 @@ async def test_close_during_a_write_does_not_write_twice(tmp_path: Path) -> None
 
 async def test_appends_to_an_existing_trail(tmp_path: Path) -> None:
     (tmp_path / AUDIT_FILE).write_text('{"n": 0}\n')
-    writer = LocalAuditWriter(tmp_path, queue_size=100)
+    writer = AuditWriter(LocalFileBackend(tmp_path), queue_size=100)
     await writer.start()
     writer.submit({"n": 1})
     await writer.close()
@@ -61,7 +62,7 @@ async def test_appends_to_an_existing_trail(tmp_path: Path) -> None:
 
 
 def test_backlog_bound(tmp_path: Path) -> None:
-    writer = LocalAuditWriter(tmp_path, queue_size=3)  # never started: nothing drains the queue
+    writer = AuditWriter(LocalFileBackend(tmp_path), queue_size=3)  # never started: nothing drains the queue
     for index in range(2):
         writer.submit({"n": index})
     assert writer.accepting()

@@ -266,7 +266,6 @@ def test_file_that_is_not_utf8(tmp_path: Path) -> None:
     [
         ("auth: {mode: jwt}\n", ("auth.mode", "'jwt' is not supported")),
         ("auth: {mode: api_key}\n", ("auth.mode", "'api_key' is not supported")),
-        ("store: {backend: redis}\n", ("store.backend", "'redis' is not supported")),
     ],
 )
 def test_unsupported_features_are_refused(tmp_path: Path, extra: str, path_and_reason: tuple[str, str]) -> None:

@@ -108,7 +108,7 @@ def test_a_dead_worker_is_replaced(two_workers: tuple[GatewayProcess, str], tmp_
             client.chat.completions.create(model="mock-gpt", messages=[{"role": "user", "content": "before"}])
 
     wait_until(lambda: scrape_total(url) == 6 or None, timeout=5, what="the samples published")
-    victim = int(sorted(workers)[0].rsplit(":", 1)[1])  # instance ids are host:pid
+    victim = int(sorted(workers)[0].split(":")[1])  # instance ids are host:pid:nonce
     os.kill(victim, signal.SIGKILL)
 
     replacement = wait_until(lambda: ready_instances(url, 2) - workers or None, timeout=30, what="a replacement worker")
