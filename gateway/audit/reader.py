@@ -8,6 +8,7 @@ same against a local file or a Redis stream. Readers hand out records as stored;
 from __future__ import annotations
 
 import asyncio
+import collections
 import time
 from collections.abc import AsyncIterator, Iterable, Iterator
 from pathlib import Path
@@ -17,6 +18,7 @@ import orjson
 import redis.asyncio as aioredis
 
 from gateway.audit.backends import AUDIT_FILE, RECORD_FIELD
+from gateway.config.model import GatewayConfig
 
 Record = dict[str, Any]
 CHUNK = 1000
@@ -35,6 +37,13 @@ def _entry_ms(entry_id: bytes) -> int:
 FOLLOW_POLL_S = 0.5
 
 
+def reader_for(config: GatewayConfig) -> AuditReader:
+    """The reader of the store a config names (what the server writes, the CLI and admin API read)."""
+    if config.store.backend == "redis":
+        return RedisStreamReader(config.store.redis_url, config.store.key_prefix + config.audit.stream)
+    return LocalFileReader(config.store.local_dir)
+
+
 class AuditReader(Protocol):
     def read(self, *, since: float | None = None, until: float | None = None) -> AsyncIterator[Record]:
         """Records in stored order; `since`/`until` are unix times (inclusive, exclusive)."""
@@ -44,6 +53,9 @@ class AuditReader(Protocol):
 
     async def find(self, request_id: str) -> list[Record]:
         """Every record of one request id (the exchange, and any review decisions about it)."""
+
+    async def last(self, count: int) -> list[Record]:
+        """The newest `count` records, oldest first (what `gateway audit tail` starts with)."""
 
     async def close(self) -> None: ...
 
@@ -105,6 +117,12 @@ class LocalFileReader:
                 return found
             candidates = (orjson.loads(line) for line in lines if needle in line)  # the byte test skips parsing
             found.extend(record for record in candidates if record.get("request_id") == request_id)
+
+    async def last(self, count: int) -> list[Record]:
+        newest: collections.deque[Record] = collections.deque(maxlen=count)
+        async for record in self.read():
+            newest.append(record)
+        return list(newest)
 
     def _lines_from(self, offset: int, limit: int = 4 * 1024 * 1024) -> tuple[list[bytes], int]:
         """Complete lines from `offset`, up to about `limit` bytes; a line still being written is left."""
@@ -195,6 +213,10 @@ class RedisStreamReader:
             end = "(" + entries[-1][0].decode()
         found.reverse()
         return found
+
+    async def last(self, count: int) -> list[Record]:
+        entries: Any = await self.client.xrevrange(self.key, "+", "-", count=count)
+        return [orjson.loads(fields[RECORD_FIELD]) for _, fields in reversed(entries)]
 
     async def close(self) -> None:
         await self.client.aclose()

@@ -10,7 +10,8 @@ import sys
 from collections.abc import Sequence
 
 from gateway import __version__
-from gateway.cli import policy, serve
+from gateway.cli import audit, policy, serve
+from gateway.cli.audit import AuditCommandFailed
 from gateway.cli.policy import CommandFailed
 from gateway.config import ConfigError
 from gateway.policy.compiler import BundleRejected
@@ -23,6 +24,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     serve.register(commands)
     policy.register(commands)
+    audit.register(commands)
     return parser
 
 
@@ -30,7 +32,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.run(args) or 0)
-    except (ConfigError, CommandFailed, BundleRejected, SignatureError) as exc:
+    except (ConfigError, CommandFailed, AuditCommandFailed, BundleRejected, SignatureError) as exc:
         print(f"gateway: {exc}", file=sys.stderr)
         return 1
     except OSError as exc:

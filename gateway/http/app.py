@@ -13,8 +13,9 @@ from aiohttp import web
 
 from gateway.audit.keys import load_or_create_hmac_key
 from gateway.audit.record import RecordBuilder, instance_id
-from gateway.audit.writer import AuditWriter, open_spool
 from gateway.audit.backends import AuditBackend, LocalFileBackend, RedisStreamBackend
+from gateway.audit.reader import reader_for
+from gateway.audit.writer import AuditWriter, open_spool
 from gateway.auth import NoAuth
 from gateway.config.model import GatewayConfig
 from gateway.http.admin import AdminHandlers
@@ -78,17 +79,23 @@ async def build_app(config: GatewayConfig) -> web.Application:
         yield
         await audit.close()  # torn down first (reverse order): the last records flush before anything closes
 
+    audit_reader = reader_for(config)
+
+    async def audit_reading(_: web.Application) -> AsyncIterator[None]:
+        yield
+        await audit_reader.close()
+
     async def policy_watch(_: web.Application) -> AsyncIterator[None]:
         async with reloader.watching():
             yield
 
-    app.cleanup_ctx.extend((upstream_session, metrics_flush, audit_writer, policy_watch))
+    app.cleanup_ctx.extend((upstream_session, metrics_flush, audit_writer, audit_reading, policy_watch))
     app[RELOADER] = reloader
 
     proxy = ProxyHandlers(pipeline, config)
     ops = OpsHandlers(pipeline, instance)
     app.add_routes(proxy.routes())
     app.add_routes(ops.routes())
-    app.add_routes(AdminHandlers(pipeline, reloader).routes())
+    app.add_routes(AdminHandlers(pipeline, reloader, audit_reader).routes())
     app.router.add_route("*", "/{tail:.*}", ops.not_found)
     return app
