@@ -136,6 +136,11 @@ class Metrics:
             "gateway_audit_backend_up", "1 while the audit backend takes records, 0 while they are spooled.",
             multiprocess_mode="min", registry=registry,
         )
+        self.audit_backlogged = Counter(
+            "gateway_audit_backlogged_exchanges_total",
+            "Exchanges served while the audit backlog was full (audit.on_unavailable: open); their records wait in memory.",
+            registry=registry,
+        )
         self.in_flight = 0
         self._counts: defaultdict[tuple[Counter, tuple[str, ...]], int] = defaultdict(int)
         self._histograms: dict[tuple[Histogram, str], _HistogramBuffer] = {}
@@ -189,6 +194,9 @@ class Metrics:
         self._counts[(self.audit_records, (backend,))] += records
         self._observe(self.audit_write_latency, backend, self.AUDIT_WRITE_BUCKETS, seconds)
 
+    def audit_backlogged_exchange(self) -> None:
+        self._counts[(self.audit_backlogged, ())] += 1
+
     def audit_spooled(self, records: int) -> None:
         self._counts[(self.audit_records, ("spooled",))] += records
 
@@ -212,7 +220,7 @@ class Metrics:
         """Moves the buffers into the prometheus metrics. Call on the event loop thread only."""
         counts, self._counts = self._counts, defaultdict(int)
         for (counter, labels), amount in counts.items():
-            counter.labels(*labels).inc(amount)
+            (counter.labels(*labels) if labels else counter).inc(amount)
         for (histogram, label), buffer in self._histograms.items():
             if buffer.total or any(buffer.counts):
                 buffer.drain_into(histogram.labels(label))

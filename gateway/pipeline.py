@@ -60,8 +60,10 @@ class Pipeline:
     async def admit(self, exchange: Exchange, headers: CIMultiDictProxy[str]) -> None:
         """Auth, admission and the request policy: everything decided before any provider is called."""
         exchange.principal = self.auth.authenticate(headers)
-        if not self._audit_fail_open and not self.audit.accepting():
-            raise ServiceUnavailable("The audit trail is not accepting records; refusing new requests.", code="audit_unavailable")
+        if not self.audit.accepting():
+            if not self._audit_fail_open:
+                raise ServiceUnavailable("The audit trail is not accepting records; refusing new requests.", code="audit_unavailable")
+            self.metrics.audit_backlogged_exchange()  # `on_unavailable: open`: served, and counted
         self.router.resolve(exchange)
         started = time.perf_counter()
         try:

@@ -47,6 +47,9 @@ class AuditSink(Protocol):
     def accepting(self) -> bool:
         """False when the backlog is over its bound (the pipeline applies `on_unavailable`)."""
 
+    def state(self) -> str:
+        """`ok`, `spooling` (backend unavailable, records safe in the spool) or `backlogged` (not accepting)."""
+
 
 def open_spool(directory: Path, max_bytes: int) -> Spool:
     """The first spool slot no live process holds (`slot-0`, `slot-1`...). A worker that died leaves its
@@ -107,6 +110,11 @@ class AuditWriter:
     @property
     def backend_available(self) -> bool:
         return not self._down
+
+    def state(self) -> str:
+        if not self.accepting():
+            return "backlogged"
+        return "spooling" if self._down else "ok"
 
     # -- lifecycle --------------------------------------------------------------------------------------
     async def start(self) -> None:

@@ -9,13 +9,14 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import openai
 import orjson
 import pytest
 import redis
 
 from gateway.audit.backends import RECORD_FIELD
 from gateway.testing.redis_server import RedisServer
-from support import get, run_gateway, sdk_client, wait_until, write_yaml
+from support import get, metric_sum, parse_metrics, run_gateway, sdk_client, wait_until, write_yaml
 
 
 def redis_store(server: RedisServer, prefix: str, tmp_path: Path) -> dict[str, Any]:
@@ -154,3 +155,40 @@ def test_no_prompt_or_reply_text_reaches_redis_or_the_logs(make_gateway: Any, re
         assert canary.encode() not in blob
         assert canary not in logs
     assert b"request_hmac" in blob  # the content is there, as digests
+
+
+def test_when_even_the_spool_is_full_on_unavailable_decides(make_gateway: Any, outage_redis: RedisServer, tmp_path: Path) -> None:
+    outage_redis.stop()
+    tight = {"spool_dir": str(tmp_path / "spool"), "spool_max_bytes": 1024, "queue_size": 3}
+    closed = make_gateway(store={"backend": "redis", "redis_url": outage_redis.url, "key_prefix": "c:"}, audit={**tight, "on_unavailable": "closed"})
+    statuses = []
+    with sdk_client(closed) as client:
+        for n in range(12):
+            try:
+                client.chat.completions.create(model="mock-gpt", messages=[{"role": "user", "content": f"n {n}"}])
+                statuses.append(200)
+            except openai.APIStatusError as error:
+                assert error.response.json()["error"]["code"] == "audit_unavailable"
+                statuses.append(error.status_code)
+            time.sleep(0.05)
+    assert statuses[0] == 200 and 503 in statuses
+    assert get(f"{closed.url}/readyz").json()["checks"]["audit"] == "backlogged"
+    served = statuses.count(200)
+    outage_redis.start()
+    wait_until(lambda: len(stream_records(outage_redis, "c:audit")) >= 12, timeout=20, what="every record, 503s included")
+    exchanges = [r for r in stream_records(outage_redis, "c:audit") if r["kind"] == "exchange"]
+    assert sorted(r["http_status"] for r in exchanges).count(200) == served
+
+
+def test_on_unavailable_open_serves_and_counts(make_gateway: Any, outage_redis: RedisServer, tmp_path: Path) -> None:
+    outage_redis.stop()
+    tight = {"spool_dir": str(tmp_path / "spool"), "spool_max_bytes": 1024, "queue_size": 3}
+    gateway = make_gateway(store={"backend": "redis", "redis_url": outage_redis.url, "key_prefix": "o:"}, audit={**tight, "on_unavailable": "open"})
+    with sdk_client(gateway) as client:
+        for n in range(12):
+            client.chat.completions.create(model="mock-gpt", messages=[{"role": "user", "content": f"n {n}"}])
+            time.sleep(0.05)
+    backlogged = lambda: metric_sum(parse_metrics(get(f"{gateway.url}/metrics").body.decode()), "gateway_audit_backlogged_exchanges_total")  # noqa: E731
+    wait_until(lambda: backlogged() > 0, what="exchanges counted as served with a full backlog")
+    outage_redis.start()
+    wait_until(lambda: len([r for r in stream_records(outage_redis, "o:audit") if r["kind"] == "exchange"]) == 12, timeout=20, what="all twelve records")
