@@ -164,12 +164,13 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args()
     if args.engine == "stdlib":
-        injection._re2 = None
-    elif injection._re2 is None:
+        setattr(injection, "_re2", None)  # read when a scorer is built: this one gets the stdlib anchor pass
+    elif getattr(injection, "_re2") is None:
         print("google-re2 is not installed: using the stdlib anchor pass", file=sys.stderr)
     scorer = InjectionScorer()
-    engine = "re2" if injection._re2 is not None else "stdlib"
-    print(f"InjectionScorer(threshold=0.8, window=512, overlap=128), anchor pass: {engine}, Python {sys.version.split()[0]}")
+    engine = "re2" if getattr(injection, "_re2") is not None else "stdlib"
+    print(f"InjectionScorer(threshold=0.8, window=512, overlap=128), anchor pass: {engine}, "
+          f"Python {sys.version.split()[0]}")
     print(f"{'input':<22} {'chars':>7} {'score':>6} {'median us':>10} {'round medians us':>18}  signals")
     for name, text in inputs().items():
         calls = args.calls if len(text) <= 4096 else max(50, args.calls // 20)

@@ -61,6 +61,9 @@ import uvloop
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
+sys.path.insert(0, str(REPO))
+
+from gateway.testing.redis_server import RedisServer  # noqa: E402
 RESULTS_DIR = HERE / "results"
 HOST = "127.0.0.1"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -588,7 +591,7 @@ def shipped_policies(workdir: Path) -> None:
     allow_list.write_text(allow_list.read_text().replace('allow: ["mock-*",', 'allow: ["bench*", "mock-*",'))
 
 
-def gateway_config(path: Path, port: int, upstream_port: int, workdir: Path) -> None:
+def gateway_config(path: Path, port: int, upstream_port: int, workdir: Path, redis_url: str | None = None) -> None:
     """The benchmark's gateway config (JSON is YAML): one OpenAI-compatible provider per upstream path."""
     (workdir / "policies").mkdir(exist_ok=True)
     config = {
@@ -605,11 +608,15 @@ def gateway_config(path: Path, port: int, upstream_port: int, workdir: Path) -> 
         "store": {"local_dir": str(workdir / "store")},
         "limits": {"drain_timeout_s": 2},
     }
+    if redis_url is not None:  # the audit trail in a Redis stream (the spool stays empty while Redis is up)
+        config["store"] = {"backend": "redis", "redis_url": redis_url, "key_prefix": f"{path.stem}:"}
+        config["audit"] = {"spool_dir": str(workdir / "spool")}
     path.write_text(json.dumps(config, indent=2))
 
 
 async def start_gateway(
-    name: str, workers: int, upstream_port: int, workdir: Path, cores: set[int] | None, label: str = "", *, policies: bool = False
+    name: str, workers: int, upstream_port: int, workdir: Path, cores: set[int] | None, label: str = "", *,
+    policies: bool = False, redis_url: str | None = None,
 ) -> Target:
     port = free_port()
     config = workdir / f"{name}.yaml"
@@ -617,7 +624,7 @@ async def start_gateway(
     home.mkdir(exist_ok=True)
     if policies:
         shipped_policies(home)
-    gateway_config(config, port, upstream_port, home)
+    gateway_config(config, port, upstream_port, home, redis_url)
     log = workdir / f"{name}.log"
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
     env.pop("PROMETHEUS_MULTIPROC_DIR", None)
@@ -922,6 +929,13 @@ def compute_summary(results: dict[str, dict[str, Any]]) -> dict[str, Any]:
         }
         summary["ratios"] = ratios
         summary["targets"] = targets
+    redis_row = rows.get("gateway-redis")
+    if gateway and redis_row:
+        summary["redis_audit"] = {
+            "throughput_vs_gateway": _div(redis_row["rps"], gateway["rps"]),
+            "cpu_us_per_req_added": _sub(redis_row["cpu_us_per_req"], gateway["cpu_us_per_req"]),
+            "added_p50_vs_gateway": _div(redis_row.get("added_p50_ms"), gateway.get("added_p50_ms")),
+        }
     enforcing = rows.get("gateway-policies")
     if gateway and enforcing:
         summary["policies"] = {
@@ -992,6 +1006,13 @@ def print_report(summary: dict[str, Any], args: argparse.Namespace) -> None:
         print()
         for name, ok in summary["targets"].items():
             print(f"  [{'met ' if ok else 'MISS' if ok is not None else ' ?  '}] {name}")
+    if "redis_audit" in summary:
+        cost = summary["redis_audit"]
+        print()
+        print("gateway with the audit trail in Redis vs the local file (1 worker each):")
+        print(f"  throughput ratio          {_fmt(cost['throughput_vs_gateway'], 3)}")
+        print(f"  CPU per request added     {_fmt(cost['cpu_us_per_req_added'], 0)} us")
+        print(f"  added latency p50 ratio   {_fmt(cost['added_p50_vs_gateway'], 3)}   (target <= 1.10)")
     if "policies" in summary:
         cost = summary["policies"]
         print()
@@ -1054,6 +1075,9 @@ async def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         cores={LOADGEN_CORE}, log=upstream_log,
     )
     await wait_ready(upstream_port, upstream, 15.0, upstream_log)
+    redis = RedisServer().start() if "gateway-redis" in args.targets else None
+    if redis is not None and redis.process is not None:
+        os.sched_setaffinity(redis.process.pid, {LOADGEN_CORE})  # shares the load generator's core
     direct = Target("direct", upstream_port, upstream, workers=[upstream.pid])
     rounds: list[dict[str, dict[str, Any]]] = []
     profiles: dict[str, Any] = {}
@@ -1068,11 +1092,13 @@ async def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
             targets = [direct] if "direct" in args.targets else []
             if "passthrough" in args.targets:
                 targets.append(await start_passthrough(upstream_port, workdir, proxy_cores))
-            for name, workers, pin in (("gateway", 1, proxy_cores), ("gateway-policies", 1, proxy_cores), ("gateway-2w", 2, cores)):
+            gateways = (("gateway", 1, proxy_cores), ("gateway-policies", 1, proxy_cores), ("gateway-redis", 1, proxy_cores), ("gateway-2w", 2, cores))
+            for name, workers, pin in gateways:
                 if name in args.targets:
                     print(f"  starting {name} (gateway serve --workers {workers}) ...", flush=True)
                     targets.append(await start_gateway(
-                        f"{name}-r{number + 1}", workers, upstream_port, workdir, pin, label=name, policies=name == "gateway-policies"
+                        f"{name}-r{number + 1}", workers, upstream_port, workdir, pin, label=name,
+                        policies=name == "gateway-policies", redis_url=redis.url if redis and name == "gateway-redis" else None,
                     ))
             try:
                 rounds.append({target.name: await measure(target, args, workdir, sampler) for target in targets})
@@ -1087,6 +1113,8 @@ async def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
                         CHILDREN.stop(target.proc)
     finally:
         await sampler.stop()
+        if redis is not None:
+            redis.close()
     results = {name: median_result([one[name] for one in rounds]) for name in rounds[0]} if rounds else {}
     return {"results": results, "rounds": rounds if args.rounds > 1 else [], "profiles": profiles}
 
@@ -1132,8 +1160,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--paced-ms", type=float, default=5.0, help="gap between events of a paced stream (default 5)")
     parser.add_argument("--terminator-gap-ms", type=float, default=0.0,
                         help="paced streams: the upstream ends the HTTP body this long after [DONE] (default 0: together)")
-    parser.add_argument("--targets", default="direct,passthrough,gateway,gateway-policies,gateway-2w",
-                        help="comma-separated subset to run (gateway-policies: 1 worker enforcing the shipped packs)")
+    parser.add_argument("--targets", default="direct,passthrough,gateway,gateway-policies,gateway-redis,gateway-2w",
+                        help="comma-separated subset to run (gateway-policies: 1 worker enforcing the shipped packs; "
+                        "gateway-redis: 1 worker with the audit trail in a local Redis)")
     parser.add_argument("--loadgen", choices=("auto", "wrk", "python"), default="auto", help="saturation client: wrk when installed (auto), or the built-in one")
     parser.add_argument("--profile", action="store_true", help="also record py-spy profiles (raw collapsed stacks) of gateway and passthrough at saturation")
     parser.add_argument("--rounds", type=int, default=None, help="rounds, each with fresh proxy processes, targets in turns; medians reported (default 3; --quick: 1)")
@@ -1145,7 +1174,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if args.rounds is None:
         args.rounds = 1 if args.quick else 3
     args.targets = [name.strip() for name in args.targets.split(",") if name.strip()]
-    unknown = set(args.targets) - {"direct", "passthrough", "gateway", "gateway-policies", "gateway-2w"}
+    unknown = set(args.targets) - {"direct", "passthrough", "gateway", "gateway-policies", "gateway-redis", "gateway-2w"}
     if unknown:
         parser.error(f"unknown targets: {', '.join(sorted(unknown))}")
     if not 1 <= args.rounds <= 10:
