@@ -143,5 +143,9 @@ class RecordBuilder:
         if self.content_mode == "hmac":
             digest = self._digest.hexdigest
             return {"request_hmac": digest(request), "response_hmac": digest(response) if response else None}
-        # `redacted` and `full` store text; the body on the Exchange is the post-policy (forwarded) one.
-        return {"request": exchange.body, "response": response.decode("utf-8", "replace"), "redacted": self.content_mode == "redacted"}
+        # `redacted` and `full` store text; the body on the Exchange is the post-policy (forwarded) one, and a
+        # reply whose placeholders were restored is masked again, so `redacted` never stores what was redacted.
+        text = response.decode("utf-8", "replace")
+        if self.content_mode == "redacted" and exchange.redactions is not None:
+            text = exchange.redactions.mask(text)
+        return {"request": exchange.body, "response": text, "redacted": self.content_mode == "redacted"}

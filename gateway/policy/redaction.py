@@ -45,6 +45,13 @@ class Redactions:
         pieces.append(text[position:])
         return "".join(pieces)
 
+    def mask(self, text: str) -> str:
+        """Every value this exchange redacted, replaced again by its placeholder: what `audit.content:
+        redacted` stores of a reply that `restore` gave the originals back to."""
+        for (_, value), placeholder in sorted(self._assigned.items(), key=lambda item: -len(item[0][1])):
+            text = text.replace(value, placeholder)
+        return text
+
     @property
     def restoring(self) -> bool:
         return bool(self.originals)

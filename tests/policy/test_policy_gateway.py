@@ -192,3 +192,16 @@ def test_a_slow_stream_is_not_held_back_longer_than_the_time_bound(make_gateway:
                 arrivals.append((time.monotonic(), chunk.choices[0].delta.content))
     assert "".join(text for _, text in arrivals) == "first words then more and the end"
     assert arrivals[0][1].startswith("first") and arrivals[-1][0] - arrivals[0][0] > 0.6  # released long before the end
+
+
+def test_audit_content_redacted_stores_the_text_as_forwarded(make_gateway: Any, upstream: FakeUpstream, policy_dir: Path, store_dir: Path) -> None:
+    write_policies(policy_dir, guard=BLOCK_AND_MASK)
+    gateway = make_gateway(audit={"content": "redacted"})
+    with sdk_client(gateway) as client:
+        raw = client.chat.completions.with_raw_response.create(model="gpt-test", messages=[{"role": "user", "content": "mail ann@example.com"}])
+    record = audit_record_for(store_dir, raw.headers["x-request-id"])
+    assert record["content"]["redacted"] is True
+    assert record["content"]["request"]["messages"][0]["content"] == "mail [EMAIL_1]"
+    assert raw.parse().choices[0].message.content == "echo: mail ann@example.com"  # the client got it back...
+    assert "[EMAIL_1]" in record["content"]["response"]  # ...the audit trail did not
+    assert "ann@example.com" not in json.dumps(record["content"])
