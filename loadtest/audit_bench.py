@@ -22,7 +22,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from gateway.audit.backends import AuditBackend, LocalFileBackend, RedisStreamBackend  # noqa: E402
+from gateway.audit.backends import AuditBackend, LocalFileBackend  # noqa: E402
+from gateway.audit.redis_stream import RedisStreamBackend  # noqa: E402
 from gateway.audit.record import AuditRecord, RecordBuilder, instance_id  # noqa: E402
 from gateway.audit.writer import AuditWriter, open_spool  # noqa: E402
 from gateway.exchange import Attempt, Decision, Endpoint, Exchange, Usage  # noqa: E402

@@ -27,8 +27,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from gateway.policy.detectors import injection  # noqa: E402
-from gateway.policy.detectors.injection import InjectionScorer  # noqa: E402
+from gateway.policy.detectors.injection import InjectionScorer, scan  # noqa: E402
 
 CLEAN = """Please help me turn the notes below into a short status update for the leadership team. Keep the tone
 friendly but direct, use plain language, and end with a list of the three decisions we still need.
@@ -164,11 +163,11 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args()
     if args.engine == "stdlib":
-        setattr(injection, "_re2", None)  # read when a scorer is built: this one gets the stdlib anchor pass
-    elif getattr(injection, "_re2") is None:
+        setattr(scan, "_re2", None)  # read when a scorer is built: this one gets the stdlib anchor pass
+    elif getattr(scan, "_re2") is None:
         print("google-re2 is not installed: using the stdlib anchor pass", file=sys.stderr)
     scorer = InjectionScorer()
-    engine = "re2" if getattr(injection, "_re2") is not None else "stdlib"
+    engine = "re2" if getattr(scan, "_re2") is not None else "stdlib"
     print(f"InjectionScorer(threshold=0.8, window=512, overlap=128), anchor pass: {engine}, "
           f"Python {sys.version.split()[0]}")
     print(f"{'input':<22} {'chars':>7} {'score':>6} {'median us':>10} {'round medians us':>18}  signals")

@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import orjson
-import redis.asyncio as aioredis
 
 from gateway.audit.backends import AUDIT_FILE, RECORD_FIELD
 from gateway.config.model import GatewayConfig
@@ -28,11 +27,11 @@ RELATED_WITHIN_S = 24 * 3600  # a review may decide hours after the exchange was
 CLOCK_SKEW_S = 60.0  # instances' clocks and Redis's may disagree by this much
 
 
-def _start_id(since: float | None) -> str:
+def start_id(since: float | None) -> str:
     return "-" if since is None else f"{max(int((since - CLOCK_SKEW_S) * 1000), 0)}-0"
 
 
-def _entry_ms(entry_id: bytes) -> int:
+def entry_ms(entry_id: bytes) -> int:
     return int(entry_id.split(b"-", 1)[0])
 FOLLOW_POLL_S = 0.5
 
@@ -40,6 +39,8 @@ FOLLOW_POLL_S = 0.5
 def reader_for(config: GatewayConfig) -> AuditReader:
     """The reader of the store a config names (what the server writes, the CLI and admin API read)."""
     if config.store.backend == "redis":
+        from gateway.audit.redis_stream import RedisStreamReader  # noqa: PLC0415 - redis loads only when used
+
         return RedisStreamReader(config.store.redis_url, config.store.key_prefix + config.audit.stream)
     return LocalFileReader(config.store.local_dir)
 
@@ -72,7 +73,7 @@ def unique(records: Iterable[Record]) -> Iterator[Record]:
         yield record
 
 
-def _in_range(record: Record, since: float | None, until: float | None) -> bool:
+def in_range(record: Record, since: float | None, until: float | None) -> bool:
     ts = record.get("ts")
     if not isinstance(ts, (int, float)):
         return since is None and until is None
@@ -93,7 +94,7 @@ class LocalFileReader:
                 return
             for line in lines:
                 record = orjson.loads(line)
-                if _in_range(record, since, until):
+                if in_range(record, since, until):
                     yield record
 
     async def follow(self, *, since: float | None = None) -> AsyncIterator[Record]:
@@ -102,7 +103,7 @@ class LocalFileReader:
             lines, offset = await asyncio.to_thread(self._lines_from, offset)
             for line in lines:
                 record = orjson.loads(line)
-                if _in_range(record, since, None):
+                if in_range(record, since, None):
                     yield record
             if not lines:
                 await asyncio.sleep(FOLLOW_POLL_S)
@@ -139,84 +140,3 @@ class LocalFileReader:
 
     async def close(self) -> None:
         return None
-
-
-class RedisStreamReader:
-    """The `<prefix>audit` stream. Stream ids are millisecond timestamps, so time ranges are id ranges."""
-
-    def __init__(self, url: str, key: str, *, timeout_s: float = 5.0) -> None:
-        self.key = key
-        self.client = aioredis.Redis.from_url(url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s)
-
-    async def read(self, *, since: float | None = None, until: float | None = None) -> AsyncIterator[Record]:
-        """By record time (`ts`). A record enters the stream after it happened (long after, when it was
-        replayed from the spool), so the scan starts a little before `since` and runs to the stream's end."""
-        start = _start_id(since)
-        while True:
-            entries: Any = await self.client.xrange(self.key, start, "+", count=CHUNK)
-            for _, fields in entries:
-                record = orjson.loads(fields[RECORD_FIELD])
-                if _in_range(record, since, until):
-                    yield record
-            if len(entries) < CHUNK:
-                return
-            start = "(" + entries[-1][0].decode()  # exclusive: after the last one seen
-
-    async def follow(self, *, since: float | None = None) -> AsyncIterator[Record]:
-        last = "0-0"
-        async for record in self._read_with_ids(since):
-            last, payload = record
-            yield payload
-        if last == "0-0":
-            last = "$" if since is None else _start_id(since)
-        while True:
-            response: Any = await self.client.xread({self.key: last}, count=CHUNK, block=int(FOLLOW_POLL_S * 1000))
-            for _, entries in response or ():
-                for entry_id, fields in entries:
-                    last = entry_id.decode()
-                    yield orjson.loads(fields[RECORD_FIELD])
-
-    async def _read_with_ids(self, since: float | None) -> AsyncIterator[tuple[str, Record]]:
-        if since is None:
-            return
-        start = _start_id(since)
-        while True:
-            entries: Any = await self.client.xrange(self.key, start, "+", count=CHUNK)
-            for entry_id, fields in entries:
-                yield entry_id.decode(), orjson.loads(fields[RECORD_FIELD])
-            if len(entries) < CHUNK:
-                return
-            start = "(" + entries[-1][0].decode()
-
-    async def find(self, request_id: str, *, max_scan_s: float = 30.0) -> list[Record]:
-        """Newest first, so recent exchanges come back at once (the byte test skips parsing the rest).
-
-        A request's records (its exchange, the review decisions about it) lie within `RELATED_WITHIN_S` of
-        each other; once one is found, the scan stops that far before it.
-        """
-        needle = orjson.dumps(request_id)
-        found: list[Record] = []
-        end = "+"
-        stop_before_ms: int | None = None
-        deadline = time.monotonic() + max_scan_s
-        while time.monotonic() < deadline:
-            entries: Any = await self.client.xrevrange(self.key, end, "-", count=CHUNK)
-            for entry_id, fields in entries:
-                raw = fields[RECORD_FIELD]
-                if needle in raw:
-                    record = orjson.loads(raw)
-                    if record.get("request_id") == request_id:
-                        found.append(record)
-                        stop_before_ms = _entry_ms(entry_id) - int(RELATED_WITHIN_S * 1000)
-            if len(entries) < CHUNK or (stop_before_ms is not None and _entry_ms(entries[-1][0]) < stop_before_ms):
-                break
-            end = "(" + entries[-1][0].decode()
-        found.reverse()
-        return found
-
-    async def last(self, count: int) -> list[Record]:
-        entries: Any = await self.client.xrevrange(self.key, "+", "-", count=count)
-        return [orjson.loads(fields[RECORD_FIELD]) for _, fields in reversed(entries)]
-
-    async def close(self) -> None:
-        await self.client.aclose()

@@ -15,7 +15,6 @@ from gateway.cli.audit import AuditCommandFailed
 from gateway.cli.policy import CommandFailed
 from gateway.config import ConfigError
 from gateway.policy.compiler import BundleRejected
-from gateway.policy.signing import SignatureError
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -32,7 +31,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.run(args) or 0)
-    except (ConfigError, CommandFailed, AuditCommandFailed, BundleRejected, SignatureError) as exc:
+    except (ConfigError, CommandFailed, AuditCommandFailed, BundleRejected) as exc:
         print(f"gateway: {exc}", file=sys.stderr)
         return 1
     except OSError as exc:

@@ -23,7 +23,6 @@ from gateway.policy.bundle import read_bundle
 from gateway.policy.compiler import BundleRejected, CompiledBundle, compile_bundle
 from gateway.policy.explain import explain
 from gateway.policy.schema import policy_schema
-from gateway.policy.signing import generate_keypair, sign_bundle, write_signature
 from gateway.policy.suite import run_suite
 
 
@@ -136,15 +135,24 @@ def _schema(args: argparse.Namespace) -> int:
 
 
 def _sign(args: argparse.Namespace) -> int:
+    from gateway.policy import signing  # noqa: PLC0415 - pyjwt and cryptography only for the commands that sign
+
     compiled = _compile(args, verify_signature=False)  # never sign a bundle that does not load
     bundle = read_bundle(compiled.bundle.root)
-    token = sign_bundle(bundle, Path(args.key), signer=args.signer)
-    path = write_signature(bundle, token)
+    try:
+        path = signing.write_signature(bundle, signing.sign_bundle(bundle, Path(args.key), signer=args.signer))
+    except signing.SignatureError as exc:
+        raise CommandFailed(str(exc)) from None
     print(f"signed version {bundle.version}: {path}")
     return 0
 
 
 def _keygen(args: argparse.Namespace) -> int:
-    key_id = generate_keypair(Path(args.private_key), Path(args.public_key))
+    from gateway.policy import signing  # noqa: PLC0415 - as in _sign
+
+    try:
+        key_id = signing.generate_keypair(Path(args.private_key), Path(args.public_key))
+    except signing.SignatureError as exc:
+        raise CommandFailed(str(exc)) from None
     print(f"key id {key_id}: private key {args.private_key}, public key {args.public_key}")
     return 0

@@ -13,7 +13,7 @@ from aiohttp import web
 
 from gateway.audit.keys import load_or_create_hmac_key
 from gateway.audit.record import RecordBuilder, instance_id
-from gateway.audit.backends import AuditBackend, LocalFileBackend, RedisStreamBackend
+from gateway.audit.backends import LocalFileBackend
 from gateway.audit.reader import reader_for
 from gateway.audit.writer import AuditWriter, open_spool
 from gateway.auth import NoAuth
@@ -36,7 +36,9 @@ def build_audit_writer(config: GatewayConfig, metrics: Metrics) -> AuditWriter:
     """The local file (embedded default), or the Redis stream with the durable spool behind it."""
     store, audit = config.store, config.audit
     if store.backend == "redis":
-        backend: AuditBackend = RedisStreamBackend(store.redis_url, store.key_prefix + audit.stream, audit.maxlen)
+        from gateway.audit.redis_stream import RedisStreamBackend  # noqa: PLC0415 - redis loads only when used
+
+        backend = RedisStreamBackend(store.redis_url, store.key_prefix + audit.stream, audit.maxlen)
         spool_dir, spool_bytes = audit.spool_dir, audit.spool_max_bytes
         return AuditWriter(backend, queue_size=audit.queue_size, metrics=metrics, spool=lambda: open_spool(spool_dir, spool_bytes))
     return AuditWriter(LocalFileBackend(store.local_dir), queue_size=audit.queue_size, metrics=metrics)

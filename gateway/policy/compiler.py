@@ -16,10 +16,11 @@ from gateway.policy import text
 from gateway.policy.bundle import Bundle, BundleError, read_bundle
 from gateway.policy.loader import PolicyError, load_policies
 from gateway.policy.policy_set import PolicySet
-from gateway.policy.signing import Approval, BundleNotSigned, SignatureError, load_public_keys, verify_bundle
 
 if TYPE_CHECKING:
     from aiohttp import ClientSession
+
+    from gateway.policy.signing import Approval
 
 
 class BundleRejected(Exception):
@@ -51,7 +52,7 @@ def compile_bundle(
         bundle = read_bundle(directory)
         approval = _approval(bundle, signature_keys)
         policies = load_policies(bundle)
-    except (BundleError, PolicyError, SignatureError) as exc:
+    except (BundleError, PolicyError) as exc:
         raise BundleRejected(str(exc)) from None
     if known_models:
         for policy in policies:
@@ -68,8 +69,12 @@ def compile_bundle(
 def _approval(bundle: Bundle, signature_keys: Sequence[Path]) -> Approval | None:
     if not signature_keys:
         return None
-    keys = load_public_keys(signature_keys)
+    # pyjwt and cryptography cost a worker several MB: loaded only when signatures are required.
+    from gateway.policy.signing import BundleNotSigned, SignatureError, load_public_keys, verify_bundle  # noqa: PLC0415
+
     try:
-        return verify_bundle(bundle, keys)
+        return verify_bundle(bundle, load_public_keys(signature_keys))
     except BundleNotSigned as exc:
-        raise SignatureError(f"{exc} and policies.require_signature is set") from None
+        raise BundleRejected(f"{exc} and policies.require_signature is set") from None
+    except SignatureError as exc:
+        raise BundleRejected(str(exc)) from None

@@ -11,7 +11,8 @@ from typing import Any
 import pytest
 import redis
 
-from gateway.audit.backends import RECORD_FIELD, RedisStreamBackend
+from gateway.audit.backends import RECORD_FIELD
+from gateway.audit.redis_stream import RedisStreamBackend
 from gateway.audit.chain import verify
 from gateway.audit.writer import AuditWriter, open_spool
 from gateway.metrics import Metrics

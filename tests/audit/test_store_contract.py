@@ -11,9 +11,10 @@ from typing import Any
 
 import pytest
 
-from gateway.audit.backends import AuditBackend, LocalFileBackend, RedisStreamBackend
+from gateway.audit.backends import AuditBackend, LocalFileBackend
 from gateway.audit.chain import verify
-from gateway.audit.reader import AuditReader, LocalFileReader, RedisStreamReader, unique
+from gateway.audit.reader import AuditReader, LocalFileReader, unique
+from gateway.audit.redis_stream import RedisStreamBackend, RedisStreamReader
 from gateway.audit.writer import AuditWriter, open_spool
 from gateway.testing.redis_server import RedisServer
 

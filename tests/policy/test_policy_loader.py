@@ -51,6 +51,7 @@ def test_a_good_policy_loads_with_its_rules(tmp_path: Path) -> None:
         (GOOD_RULE.replace("phase: request", "phase: response").replace("keywords: {words: [foo]}", "json_schema: {schema: {type: object}}").replace("action: block", "action: block\n    stream: incremental"), "needs the whole response: set stream: buffer"),
         (GOOD_RULE.replace("phase: request", "phase: response").replace("action: block", "action: fallback\n    fallback: {model: other}"), "fallback on a streamed response needs the whole response"),
         (GOOD_RULE.replace("keywords: {words: [foo]}", "pii: {entities: [EMAIL, SHOE_SIZE]}"), "unknown 'SHOE_SIZE'"),
+        (GOOD_RULE.replace("keywords: {words: [foo]}", "prompt_injection: {threshold: 0}"), "spec.rules[0].check.prompt_injection.threshold: must be greater than 0 and at most 1"),
         (GOOD_RULE.replace("keywords: {words: [foo]}", "models: {allow: [gpt-4o*]}").replace("phase: request", "phase: response"), "a models check cannot run in the response phase"),
         (GOOD_RULE.replace("keywords: {words: [foo]}", "json_schema: {file: schemas/missing.json}").replace("phase: request", "phase: response"), "'schemas/missing.json' is not a file of the policy directory"),
         ("rules: []\n", "spec.rules: a policy needs at least one rule"),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING
 
 from gateway.policy.checks.base import Hit, SpanCheck, Subject, TextCheck
@@ -76,7 +77,7 @@ class PromptInjectionCheck(TextCheck):
     options_schema = {
         "type": "object",
         "additionalProperties": False,
-        "properties": {"threshold": {"type": "number", "minimum": 0, "maximum": 1, "default": 0.8}},
+        "properties": {"threshold": {"type": "number", "exclusiveMinimum": 0, "maximum": 1, "default": 0.8}},
     }
 
     def __init__(self, scorer: InjectionScorer) -> None:
@@ -84,9 +85,11 @@ class PromptInjectionCheck(TextCheck):
 
     @classmethod
     def build(cls, options: Section, bundle: Bundle) -> PromptInjectionCheck:
-        threshold = options.number("threshold", 0.8)
-        if threshold > 1:
-            options.fail("threshold", f"must be between 0 and 1 (got {threshold})")
+        # The scorer refuses 0 (a score of 0 means nothing was found: every text would fire); refused here
+        # first, so that a policy load reports `file:line: key` instead of crashing on its ValueError.
+        threshold = options.number("threshold", 0.8, minimum=-math.inf)
+        if not 0 < threshold <= 1:
+            options.fail("threshold", f"must be greater than 0 and at most 1 (got {threshold})")
         options.finish()
         return cls(InjectionScorer(threshold=threshold))
 

@@ -25,7 +25,6 @@ from typing import Any
 import pytest
 
 from gateway.policy.detectors import Finding
-from gateway.policy.detectors import injection
 from gateway.policy.detectors.injection import (
     DELIMITER_INJECTION,
     ENCODING_EVASION,
@@ -34,7 +33,9 @@ from gateway.policy.detectors.injection import (
     SYSTEM_PROMPT_EXFILTRATION,
     InjectionAssessment,
     InjectionScorer,
+    scan,
 )
+from gateway.policy.detectors.injection.families import FAMILIES
 
 THRESHOLD = 0.8
 
@@ -376,8 +377,8 @@ def test_the_anchor_pass_loses_nothing_the_full_patterns_find() -> None:
     scorer = make_scorer()
     for text in ATTACKS + HARD_NEGATIVES:
         raw = text.encode("ascii", "replace")
-        anchored = sorted(scorer._text_hits(text, raw))
-        assert anchored == sorted(scorer._hits_unanchored(text)), text[:80]
+        anchored = sorted(scorer._scan.hits(text, raw))
+        assert anchored == sorted(scorer._scan.hits_unanchored(text)), text[:80]
 
 
 def _width(pattern: str) -> int:
@@ -412,7 +413,7 @@ def test_every_family_reaches_far_enough_before_and_after_its_anchors() -> None:
     # The detailed patterns run only around anchor hits: a word-start alternative at most `before` characters
     # before an anchor, a punctuation one at most `punct_before` before it and `after` after it. Check that
     # against the longest text each pattern can match, so that no corpus is needed to trust the reaches.
-    for spec in injection._FAMILIES:
+    for spec in FAMILIES:
         firsts = sorted({anchor.split()[0] for anchor in spec.anchors} | {lit for _, lit in spec.gated}, key=len)
         literals = sorted(set(firsts) | {re.escape(lit) for lit in firsts}, key=len, reverse=True)
         for alt in spec.alts:
@@ -434,7 +435,7 @@ def test_every_word_alternative_contains_an_anchor_and_starts_where_it_says() ->
     # near anchors. Equal results (the test above) need each match to contain an anchor and to begin with one
     # of its declared first words: check both on every match the unanchored scan finds in the corpus.
     scorer = make_scorer()
-    for spec, family in zip(injection._FAMILIES, scorer._families):
+    for spec, family in zip(FAMILIES, scorer._scan.families):
         anchors = [" ".join(a.split()) for a in spec.anchors] + [lit for _, lit in spec.gated]
         starts = {alt.name: alt.starts for alt in spec.alts}
         # "call the browser tool(?=... https://)": the anchor may be in a trailing lookahead.
@@ -456,7 +457,7 @@ def test_every_word_alternative_contains_an_anchor_and_starts_where_it_says() ->
 
 def test_the_stdlib_anchor_pass_scores_exactly_like_re2(monkeypatch: pytest.MonkeyPatch) -> None:
     with_default = make_scorer()
-    monkeypatch.setattr(injection, "_re2", None)
+    monkeypatch.setattr(scan, "_re2", None)
     stdlib = make_scorer()
     for text in ATTACKS + HARD_NEGATIVES:
         assert stdlib.assess(text) == with_default.assess(text), text[:80]
