@@ -149,3 +149,17 @@ def test_signed_bundles_are_required_when_configured(tmp_path: Path) -> None:
         write_signature(read_bundle(policies), sign_bundle(read_bundle(policies), tmp_path / "secops.key"))
         accepted = raw_request(f"{gateway.url}/admin/policies/reload", b"")
         assert accepted.status == 200 and accepted.json()["signed_by"] == key_id
+
+
+def test_an_admin_reload_reaches_every_worker(tmp_path: Path) -> None:
+    write_yaml(tmp_path / "gw.yaml", CONFIG % "")
+    policies = write_policies(tmp_path / "policies", fruit=FLAG_APPLE)
+    port = free_port()
+    with GatewayProcess(tmp_path, "--config", "gw.yaml", "--port", str(port), "--workers", "2") as process:
+        process.wait_ready(f"http://127.0.0.1:{port}", timeout=30)
+        gateway = local_gateway(port)
+        (policies / "fruit.yaml").write_text(policy_file("fruit", BLOCK_APPLE))
+        answer = raw_request(f"{gateway.url}/admin/policies/reload", b"")  # reaches one worker...
+        assert answer.status == 200 and answer.json()["changed"] is True
+        # ...which asks the supervisor to reload the others (reload: off, so nothing else would)
+        wait_until(lambda: all(decision_for(gateway, "apple") == "block" for _ in range(20)), timeout=15, what="every worker on the new version")
