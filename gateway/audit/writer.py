@@ -160,16 +160,20 @@ class AuditWriter:
             self._publish()
 
     async def _cycle(self, *, final: bool) -> None:
-        """Seal what is pending, replay the spool if the backend is back, then deliver or spool."""
-        while self._pending:
-            batch = [self._pending.popleft() for _ in range(min(len(self._pending), BATCH_MAX))]
-            self._sealed.extend(await asyncio.to_thread(self._seal, batch))
+        """Replay the spool if the backend is back, then seal and store batch by batch.
+
+        One batch is sealed and delivered before the next is sealed: under sustained load the queue never
+        empties, and sealing everything first would leave sealed records waiting while new ones arrive.
+        """
         if self._down and (final or time.monotonic() >= self._next_probe):
             await self._recover()
-        while self._sealed:
+        while self._pending or self._sealed:
+            if self._pending and len(self._sealed) < BATCH_MAX:
+                batch = [self._pending.popleft() for _ in range(min(len(self._pending), BATCH_MAX))]
+                self._sealed.extend(await asyncio.to_thread(self._seal, batch))
             lines = [self._sealed[index] for index in range(min(len(self._sealed), BATCH_MAX))]
             if not await self._deliver(lines, final=final):
-                break
+                return  # kept, in order, in memory; retried on the next cycle
             for _ in lines:
                 self._sealed.popleft()
 
