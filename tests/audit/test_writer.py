@@ -68,3 +68,18 @@ def test_backlog_bound(tmp_path: Path) -> None:
     assert writer.accepting()
     writer.submit({"n": 2})
     assert not writer.accepting()  # over its bound: the pipeline applies audit.on_unavailable
+
+
+async def test_records_are_stored_while_new_ones_keep_arriving(tmp_path: Path) -> None:
+    # Under sustained load the queue never empties; the writer must store as it goes, not wait for a lull.
+    writer = AuditWriter(LocalFileBackend(tmp_path), queue_size=100_000)
+    await writer.start()
+    stored_during_load = 0
+    for burst in range(60):
+        for index in range(200):
+            writer.submit({"n": burst * 200 + index})
+        await asyncio.sleep(0.005)
+        stored_during_load = writer.written
+    assert stored_during_load >= 6_000  # most of it was stored while records were still arriving
+    await writer.close()
+    assert [r["n"] for r in lines(tmp_path)] == list(range(12_000))
