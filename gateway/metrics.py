@@ -30,6 +30,7 @@ FLUSH_INTERVAL_S = 1.0
 OVERHEAD_BUCKETS = (0.0001, 0.00025, 0.0005, 0.00075, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1)
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
 _INF = float("inf")
+BREAKER_STATES = {"closed": 0, "half_open": 1, "open": 2}
 
 
 class _HistogramBuffer:
@@ -141,6 +142,16 @@ class Metrics:
             "Exchanges served while the audit backlog was full (audit.on_unavailable: open); their records wait in memory.",
             registry=registry,
         )
+        self.route_retries = Counter(
+            "gateway_route_retries_total", "Upstream attempts retried on the same target, by route.", ["route"], registry=registry,
+        )
+        self.route_fallbacks = Counter(
+            "gateway_route_fallbacks_total", "Exchanges that moved on to a route's next target, by route.", ["route"], registry=registry,
+        )
+        self.breaker_states = Gauge(
+            "gateway_circuit_breaker_state", "Circuit breaker of each target: 0 closed, 1 half-open, 2 open.",
+            ["target"], multiprocess_mode="max", registry=registry,
+        )
         self.in_flight = 0
         self._counts: defaultdict[tuple[Counter, tuple[str, ...]], int] = defaultdict(int)
         self._histograms: dict[tuple[Histogram, str], _HistogramBuffer] = {}
@@ -193,6 +204,16 @@ class Metrics:
     def audit_written(self, backend: str, records: int, seconds: float) -> None:
         self._counts[(self.audit_records, (backend,))] += records
         self._observe(self.audit_write_latency, backend, self.AUDIT_WRITE_BUCKETS, seconds)
+
+    def route_retry(self, route: str) -> None:
+        self._counts[(self.route_retries, (route,))] += 1
+
+    def route_fallback(self, route: str) -> None:
+        self._counts[(self.route_fallbacks, (route,))] += 1
+
+    def breaker_state(self, target: str, state: str) -> None:
+        """A breaker changed state (rare: published at once)."""
+        self.breaker_states.labels(target).set(BREAKER_STATES[state])
 
     def audit_backlogged_exchange(self) -> None:
         self._counts[(self.audit_backlogged, ())] += 1

@@ -16,8 +16,13 @@ from gateway.config.model import (
     GatewayConfig,
     Limits,
     Listen,
+    BALANCE,
+    RETRY_ON,
+    BreakerSettings,
     ModelRoute,
     PoliciesConfig,
+    RetryConfig,
+    RoutingConfig,
     ProviderConfig,
     StoreConfig,
     StreamHold,
@@ -66,13 +71,14 @@ def parse_config(data: object, source: str, base_dir: Path = Path(".")) -> Gatew
     providers = {name: _provider(name, section) for name, section in root.sections("providers")}
     models = {name: _route(name, section, providers) for name, section in root.sections("models")}
     auth = _auth(root.section("auth"))
+    routing = _routing(root.section("routing"))
     policies = _policies(root.section("policies"), base_dir)
     store = _store(root.section("store"), base_dir)
     audit = _audit(root.section("audit"), base_dir)
     root.finish()
     if not models:
         root.fail("models", "at least one model route is required")
-    return GatewayConfig(source, listen, workers, limits, providers, models, auth, policies, store, audit)
+    return GatewayConfig(source, listen, workers, limits, providers, models, auth, routing, policies, store, audit)
 
 
 def _listen(section: Section) -> Listen:
@@ -139,20 +145,59 @@ def _route(name: str, section: Section, providers: dict[str, ProviderConfig]) ->
         if provider not in providers:
             known = ", ".join(sorted(providers)) or "none configured"
             entry.fail("provider", f"unknown provider {provider!r} (known: {known})")
-        found = Target(provider=provider, model=entry.string("model", name))
+        found = Target(provider=provider, model=entry.string("model", name), weight=entry.number("weight", 1.0, minimum=0))
         entry.finish()
         return found
 
     targets: tuple[Target, ...] = tuple(section.items("targets", target))
     if not targets:
         section.fail("targets", "at least one target is required")
-    if len(targets) > 1 or section.has("retry"):
-        # Fallback chains and retries arrive with the router (see README, "Roadmap"). Refusing is safer
-        # than starting with a config whose failover would silently never happen.
-        section.fail("targets" if len(targets) > 1 else "retry", "fallback chains and retries are not supported by this version; configure one target")
-    route = ModelRoute(name=name, targets=targets, timeout_s=section.number("timeout_s", None, minimum=0.001))
+    if len(set(targets)) != len(targets):
+        section.fail("targets", "the same provider and model are listed twice")
+    timeout_s = section.number("timeout_s", None, minimum=0.001)
+    attempt_timeout_s = section.number("attempt_timeout_s", None, minimum=0.001)
+    if timeout_s is not None and attempt_timeout_s is not None and attempt_timeout_s > timeout_s:
+        section.fail("attempt_timeout_s", f"must not exceed timeout_s ({timeout_s:g})")
+    balance = section.choice("balance", BALANCE, "ordered")
+    if balance == "weighted" and not any(target.weight > 0 for target in targets):
+        section.fail("balance", "weighted balancing needs at least one target with a weight above 0")
+    route = ModelRoute(name, targets, timeout_s, attempt_timeout_s, _retry(section.section("retry")), balance)
     section.finish()
     return route
+
+
+def _retry(section: Section) -> RetryConfig:
+    defaults = RetryConfig()
+    retry_on = section.sequence("retry_on", list(defaults.retry_on))
+    unknown = [item for item in retry_on if str(item) not in RETRY_ON]
+    if unknown:
+        section.fail("retry_on", f"unknown {unknown[0]!r}; known: {', '.join(RETRY_ON)}")
+    retry = RetryConfig(
+        attempts=section.integer("attempts", defaults.attempts, minimum=1),
+        backoff_ms=section.number("backoff_ms", defaults.backoff_ms),
+        max_backoff_ms=section.number("max_backoff_ms", defaults.max_backoff_ms),
+        retry_on=tuple(str(item) for item in retry_on),
+    )
+    section.finish()
+    return retry
+
+
+def _routing(section: Section) -> RoutingConfig:
+    breaker = section.section("breaker")
+    defaults = BreakerSettings()
+    settings = BreakerSettings(
+        failures=breaker.integer("failures", defaults.failures, minimum=1),
+        error_rate=breaker.number("error_rate", defaults.error_rate),
+        window_s=breaker.number("window_s", defaults.window_s, minimum=1),
+        min_requests=breaker.integer("min_requests", defaults.min_requests, minimum=1),
+        open_s=breaker.number("open_s", defaults.open_s, minimum=0.001),
+        max_open_s=breaker.number("max_open_s", defaults.max_open_s, minimum=0.001),
+    )
+    if not 0 < settings.error_rate <= 1:
+        breaker.fail("error_rate", f"must be above 0 and at most 1 (got {settings.error_rate:g})")
+    breaker.finish()
+    section.finish()
+    return RoutingConfig(breaker=settings)
 
 
 def _auth(section: Section) -> AuthConfig:

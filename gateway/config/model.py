@@ -53,6 +53,7 @@ class ProviderConfig:
 class Target:
     provider: str
     model: str
+    weight: float = 1.0  # share of first attempts with `balance: weighted`
 
     @property
     def label(self) -> str:
@@ -60,11 +61,45 @@ class Target:
         return f"{self.provider}/{self.model}"
 
 
+RETRY_ON = ("connect_error", "timeout", "429", "5xx", "bad_response")
+BALANCE = ("ordered", "weighted")
+
+
+@dataclass(frozen=True, slots=True)
+class RetryConfig:
+    """Retries of one target before the route moves on to the next (attempts counts the first try)."""
+
+    attempts: int = 1
+    backoff_ms: float = 200.0
+    max_backoff_ms: float = 5000.0
+    retry_on: tuple[str, ...] = ("connect_error", "timeout", "429", "5xx")
+
+
 @dataclass(frozen=True, slots=True)
 class ModelRoute:
     name: str
     targets: tuple[Target, ...]
-    timeout_s: float | None = None
+    timeout_s: float | None = None  # the whole exchange's upstream deadline, retries and fallbacks included
+    attempt_timeout_s: float | None = None  # one attempt's deadline (within timeout_s)
+    retry: RetryConfig = RetryConfig()
+    balance: str = "ordered"  # ordered: targets in order; weighted: the first attempt by weight, then in order
+
+
+@dataclass(frozen=True, slots=True)
+class BreakerSettings:
+    """Per-target circuit breakers (one per provider/model, shared by every route that uses it)."""
+
+    failures: int = 5
+    error_rate: float = 0.5
+    window_s: float = 30.0
+    min_requests: int = 20
+    open_s: float = 30.0
+    max_open_s: float = 300.0
+
+
+@dataclass(frozen=True, slots=True)
+class RoutingConfig:
+    breaker: BreakerSettings = BreakerSettings()
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,6 +152,7 @@ class GatewayConfig:
     providers: dict[str, ProviderConfig] = field(default_factory=dict)
     models: dict[str, ModelRoute] = field(default_factory=dict)
     auth: AuthConfig = AuthConfig()
+    routing: RoutingConfig = RoutingConfig()
     policies: PoliciesConfig = PoliciesConfig()
     store: StoreConfig = StoreConfig()
     audit: AuditConfig = AuditConfig()

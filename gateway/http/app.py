@@ -51,7 +51,7 @@ async def build_app(config: GatewayConfig) -> web.Application:
     connector = aiohttp.TCPConnector(limit=limits.upstream_connections, limit_per_host=0, keepalive_timeout=30, ttl_dns_cache=300)
     session = aiohttp.ClientSession(connector=connector, auto_decompress=True, skip_auto_headers=("User-Agent",))
     providers = {name: build_provider(provider, session) for name, provider in config.providers.items()}
-    router = Router(config.models, providers, metrics, default_timeout_s=limits.request_timeout_s)
+    router = Router(config.models, providers, metrics, default_timeout_s=limits.request_timeout_s, breaker=config.routing.breaker)
 
     instance = instance_id()
     hmac_key = load_or_create_hmac_key(config.audit.hmac_key, config.store.local_dir)

@@ -34,6 +34,7 @@ class OpsHandlers:
         """Readiness: able to take traffic now (audit accepting records), with the live policy version.
 
         A Redis outage alone does not make the gateway unready: records are safe in the spool (`spooling`).
+        Nor does an open circuit breaker: `targets` shows each target's breaker state for operators.
         """
         audit_ok = self.pipeline.audit.accepting()
         body = {
@@ -43,6 +44,7 @@ class OpsHandlers:
             "policy_version": self.pipeline.policy.version,
             "checks": {"audit": self.pipeline.audit.state()},
             "models": sorted(self.pipeline.router.routes),
+            "targets": {label: breaker.state for label, breaker in self.pipeline.router.breakers.items()},
         }
         return web.json_response(body, status=200 if audit_ok else 503, headers=reply_headers(request, self.pipeline))
 

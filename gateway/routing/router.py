@@ -1,22 +1,50 @@
-"""The router: resolves a public model name to its route and makes the upstream call.
+"""The router: resolves a public model name to its route and gets an answer from one of its targets.
 
-This is the seam where retries, circuit breakers, fallback chains and kill switches belong; today a route
-has exactly one target (the config refuses more), and every attempt is recorded on the Exchange either way.
+For each exchange it walks the route's targets in order (or, with `balance: weighted`, the first one
+chosen by weight): a target whose circuit breaker is open is skipped; a failure worth retrying is retried
+on the same target with backoff (honouring Retry-After); a failure that says something about the target
+moves on to the next one, all within the route's deadline. A failure caused by the request itself (a
+provider 400 or 422) is the client's answer and is never retried elsewhere. Every attempt, skipped ones
+included, is recorded on the Exchange for the audit trail; the target that answered goes into
+`x-gateway-target`.
+
+For a stream, "answered" means the response headers arrived: until then nothing has reached the client
+and another target can still take over; after that, a failure ends the stream (see the pipeline).
 """
 
 from __future__ import annotations
 
+import asyncio
+import random
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any, TypeVar
 
-from gateway.config.model import ModelRoute, Target
-from gateway.errors import UnknownModel, UpstreamError, UpstreamUnavailable
+from gateway.config.model import BreakerSettings, ModelRoute, Target
+from gateway.errors import UnknownModel, UpstreamError, UpstreamRejected, UpstreamTimeout, UpstreamUnavailable
 from gateway.exchange import Attempt, Exchange
 from gateway.metrics import Metrics
 from gateway.providers.base import Provider, UpstreamCall, UpstreamStream
+from gateway.routing.breaker import BreakerConfig, CircuitBreaker
+from gateway.routing.retry import RetryPolicy, failure_class
 
 T = TypeVar("T")
+
+Sleep = Callable[[float], Awaitable[None]]
+
+
+def retry_policy(route: ModelRoute) -> RetryPolicy:
+    retry = route.retry
+    return RetryPolicy(
+        attempts=retry.attempts, backoff_ms=retry.backoff_ms, max_backoff_ms=retry.max_backoff_ms, retry_on=frozenset(retry.retry_on)
+    )
+
+
+def blames_target(error: UpstreamError) -> bool:
+    """Whether a failure counts against the target (its breaker) and justifies trying another one.
+
+    A provider's own 4xx other than 429 is about the request: the same request fails everywhere."""
+    return not isinstance(error, UpstreamRejected) or error.status == 429
 
 
 class Router:
@@ -26,11 +54,26 @@ class Router:
         providers: dict[str, Provider],
         metrics: Metrics,
         default_timeout_s: float,
+        breaker: BreakerSettings = BreakerSettings(),
+        *,
+        sleep: Sleep = asyncio.sleep,
+        chance: Callable[[], float] = random.random,
     ) -> None:
         self._routes = routes
         self._providers = providers
         self._metrics = metrics
         self._default_timeout_s = default_timeout_s
+        self._sleep = sleep
+        self._chance = chance
+        self._retry = {name: retry_policy(route) for name, route in routes.items()}
+        settings = BreakerConfig(
+            failures=breaker.failures, error_rate=breaker.error_rate, window_s=breaker.window_s,
+            min_requests=breaker.min_requests, open_s=breaker.open_s, max_open_s=max(breaker.max_open_s, breaker.open_s),
+        )
+        labels = {target.label for route in routes.values() for target in route.targets}
+        self.breakers = {label: CircuitBreaker(settings, on_change=self._breaker_changed(label)) for label in sorted(labels)}
+        for label in self.breakers:
+            metrics.breaker_state(label, "closed")
 
     @property
     def routes(self) -> dict[str, ModelRoute]:
@@ -53,34 +96,98 @@ class Router:
         return route
 
     async def send(self, exchange: Exchange) -> dict[str, Any]:
-        return await self._attempt(exchange, lambda provider, call: provider.send(call))
+        return await self._route(exchange, lambda provider, call: provider.send(call))
 
     async def open_stream(self, exchange: Exchange) -> UpstreamStream:
-        return await self._attempt(exchange, lambda provider, call: provider.open_stream(call))
+        return await self._route(exchange, lambda provider, call: provider.open_stream(call))
 
-    async def _attempt(self, exchange: Exchange, make_call: Callable[[Provider, UpstreamCall], Awaitable[T]]) -> T:
-        """One call to the route's target, recorded on the exchange whether it succeeds or fails."""
-        target, call, provider = self._prepare(exchange)
-        started = time.perf_counter()
-        try:
-            result = await make_call(provider, call)
-        except UpstreamError as exc:
-            self._record(exchange, target, started, error=exc)
-            raise
-        self._record(exchange, target, started)
-        return result
+    # -- the walk over targets -------------------------------------------------------------------------
+    def _order(self, route: ModelRoute) -> Iterator[Target]:
+        targets = route.targets
+        if route.balance != "weighted" or len(targets) == 1:
+            yield from targets
+            return
+        total = sum(target.weight for target in targets)
+        point = self._chance() * total
+        first = targets[-1]
+        for target in targets:
+            point -= target.weight
+            if point < 0 and target.weight > 0:
+                first = target
+                break
+        yield first
+        yield from (target for target in targets if target is not first)
 
-    def _prepare(self, exchange: Exchange) -> tuple[Target, UpstreamCall, Provider]:
+    async def _route(self, exchange: Exchange, make_call: Callable[[Provider, UpstreamCall], Awaitable[T]]) -> T:
         route = exchange.route or self.resolve(exchange)
         assert exchange.endpoint is not None, "only model endpoints are routed"
-        target = route.targets[0]
+        policy = self._retry.get(route.name) or retry_policy(route)
+        deadline = time.monotonic() + (route.timeout_s or self._default_timeout_s)
+        last_error: UpstreamError | None = None
+        tried_targets = 0
+        for target in self._order(route):
+            breaker = self.breakers.get(target.label)
+            if breaker is not None and not breaker.allow():
+                exchange.attempts.append(Attempt(target.label, None, 0.0, "circuit_open"))
+                continue
+            if tried_targets:
+                self._metrics.route_fallback(route.name)
+            tried_targets += 1
+            attempt = 0
+            while True:
+                attempt += 1
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    if breaker is not None:
+                        breaker.release()
+                    raise _deadline_error(route, last_error)
+                timeout = min(remaining, route.attempt_timeout_s or remaining)
+                try:
+                    result = await self._attempt(exchange, target, timeout, make_call)
+                except UpstreamError as error:
+                    last_error = error
+                    blamed = blames_target(error)
+                    if breaker is not None:
+                        breaker.record_failure() if blamed else breaker.record_success()
+                    if not blamed:
+                        raise  # the request itself was refused: no other target would take it either
+                    if attempt < policy.attempts and policy.retries(error):
+                        delay = policy.delay_s(attempt, error, self._chance)
+                        if delay < deadline - time.monotonic():
+                            self._metrics.route_retry(route.name)
+                            await self._sleep(delay)
+                            if breaker is None or breaker.allow():
+                                continue
+                    break  # on to the next target
+                except BaseException:
+                    if breaker is not None:
+                        breaker.release()  # cancelled (the client left): no verdict on the target
+                    raise
+                if breaker is not None:
+                    breaker.record_success()
+                return result
+        if last_error is not None:
+            raise last_error
+        raise UpstreamUnavailable(
+            f"No target of {route.name!r} can take requests now: every circuit breaker is open.", code="no_target_available"
+        )
+
+    async def _attempt(self, exchange: Exchange, target: Target, timeout_s: float, make_call: Callable[[Provider, UpstreamCall], Awaitable[T]]) -> T:
+        """One call to one target, recorded on the exchange whether it succeeds or fails."""
         exchange.target = target.label
         body = exchange.body
         if body.get("model") != target.model:
             body = {**body, "model": target.model}
-        timeout_s = route.timeout_s or self._default_timeout_s
+        assert exchange.endpoint is not None
         call = UpstreamCall(exchange.endpoint, body, exchange.request_id, timeout_s)
-        return target, call, self._providers[target.provider]
+        started = time.perf_counter()
+        try:
+            result = await make_call(self._providers[target.provider], call)
+        except UpstreamError as error:
+            self._record(exchange, target, started, error)
+            raise
+        self._record(exchange, target, started)
+        return result
 
     def _record(self, exchange: Exchange, target: Target, started: float, error: UpstreamError | None = None) -> None:
         elapsed = time.perf_counter() - started
@@ -90,3 +197,15 @@ class Router:
             return
         exchange.attempts.append(Attempt(target.label, error.status, round(elapsed * 1000, 3), error.code))
         self._metrics.upstream_error(target.provider, error.code)
+
+    def _breaker_changed(self, label: str) -> Callable[[str, str], None]:
+        def changed(old: str, new: str) -> None:
+            self._metrics.breaker_state(label, new)
+
+        return changed
+
+
+def _deadline_error(route: ModelRoute, last: UpstreamError | None) -> UpstreamError:
+    seconds = route.timeout_s
+    detail = f" (last failure: {last.code})" if last is not None else ""
+    return UpstreamTimeout(f"No answer from {route.name!r} within its deadline{f' of {seconds:g}s' if seconds else ''}{detail}.", code="upstream_deadline_exceeded")

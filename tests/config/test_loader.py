@@ -169,7 +169,7 @@ BASE = "providers:\n  m: {kind: mock}\nmodels:\n  x: {targets: [{provider: m}]}\
             "models:\n  x: {targets: [{provider: u}]}\n",
             ":7: providers.u.timeouts.read_s: unknown key",
         ),
-        ("providers:\n  m: {kind: mock}\nmodels:\n  x:\n    targets:\n      - provider: m\n        weight: 3\n", ":7: models.x.targets[0].weight: unknown key"),
+        ("providers:\n  m: {kind: mock}\nmodels:\n  x:\n    targets:\n      - provider: m\n        wieght: 3\n", ":7: models.x.targets[0].wieght: unknown key"),
         ("providers:\n  m: {kind: mock}\nmodels:\n  x:\n    targets: [{provider: m}]\n    fallback: y\n", ":6: models.x.fallback: unknown key"),
         (BASE + "audit:\n  contents: full\n", ":6: audit.contents: unknown key"),
     ],
@@ -275,18 +275,41 @@ def test_unsupported_features_are_refused(tmp_path: Path, extra: str, path_and_r
     assert message.startswith(f"{path}:5: {key}: {reason}")
 
 
-def test_several_targets_are_refused(tmp_path: Path) -> None:
-    path = write(tmp_path, "providers:\n  m: {kind: mock}\n  n: {kind: mock}\nmodels:\n  x:\n    targets:\n      - {provider: m}\n      - {provider: n}\n")
-    message = load_error(path)
-    assert message.startswith(f"{path}:6: models.x.targets: ")
-    assert "not supported" in message and "one target" in message
+def test_routes_with_fallback_targets_retries_and_breakers(tmp_path: Path) -> None:
+    path = write(tmp_path, """\
+providers:
+  m: {kind: mock}
+  n: {kind: mock}
+models:
+  x:
+    targets: [{provider: m, weight: 3}, {provider: n, model: other, weight: 1}]
+    retry: {attempts: 3, backoff_ms: 50, retry_on: [connect_error, 5xx]}
+    timeout_s: 20
+    attempt_timeout_s: 5
+    balance: weighted
+routing: {breaker: {failures: 3, open_s: 10}}
+""")
+    config = load_config(str(path))
+    route = config.models["x"]
+    assert [(t.provider, t.model, t.weight) for t in route.targets] == [("m", "x", 3.0), ("n", "other", 1.0)]
+    assert (route.retry.attempts, route.retry.backoff_ms, route.retry.retry_on) == (3, 50.0, ("connect_error", "5xx"))
+    assert (route.timeout_s, route.attempt_timeout_s, route.balance) == (20.0, 5.0, "weighted")
+    assert (config.routing.breaker.failures, config.routing.breaker.open_s, config.routing.breaker.window_s) == (3, 10.0, 30.0)
 
 
-def test_retry_is_refused(tmp_path: Path) -> None:
-    path = write(tmp_path, "providers:\n  m: {kind: mock}\nmodels:\n  x:\n    targets: [{provider: m}]\n    retry: {attempts: 2}\n")
-    message = load_error(path)
-    assert message.startswith(f"{path}:6: models.x.retry: ")
-    assert "not supported" in message
+@pytest.mark.parametrize(
+    ("route", "expected"),
+    [
+        ("targets: [{provider: m}, {provider: m}]", "models.x.targets: the same provider and model are listed twice"),
+        ("targets: [{provider: m}]\n    retry: {retry_on: [sunspots]}", "models.x.retry.retry_on: unknown 'sunspots'"),
+        ("targets: [{provider: m}]\n    retry: {attempts: 0}", "models.x.retry.attempts: must be at least 1"),
+        ("targets: [{provider: m}]\n    timeout_s: 5\n    attempt_timeout_s: 10", "models.x.attempt_timeout_s: must not exceed timeout_s"),
+        ("targets: [{provider: m, weight: 0}]\n    balance: weighted", "models.x.balance: weighted balancing needs"),
+    ],
+)
+def test_route_mistakes_are_refused(tmp_path: Path, route: str, expected: str) -> None:
+    path = write(tmp_path, f"providers:\n  m: {{kind: mock}}\nmodels:\n  x:\n    {route}\n")
+    assert expected in load_error(path)
 
 
 @pytest.mark.parametrize("word", ["off", "watch"])
