@@ -6,6 +6,7 @@ the audit writer) live in `cleanup_ctx` and are torn down in reverse order after
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 
 import aiohttp
@@ -28,8 +29,18 @@ from gateway.policy.engine import NoPolicies
 from gateway.policy.reloader import PolicyReloader
 from gateway.providers import build_provider
 from gateway.routing.router import Router
+from gateway.routing.switches import LocalSwitchStore, RedisSwitchStore, SwitchStore
+
+log = logging.getLogger(__name__)
 
 RELOADER = web.AppKey("reloader", PolicyReloader)
+
+
+def switch_store(config: GatewayConfig) -> SwitchStore:
+    """Kill switches live in the same store as the audit trail, so they reach the same instances."""
+    if config.store.backend == "redis":
+        return RedisSwitchStore(config.store.redis_url, config.store.key_prefix)
+    return LocalSwitchStore(config.store.local_dir)
 
 
 def build_audit_writer(config: GatewayConfig, metrics: Metrics) -> AuditWriter:
@@ -82,6 +93,15 @@ async def build_app(config: GatewayConfig) -> web.Application:
         await audit.close()  # torn down first (reverse order): the last records flush before anything closes
 
     audit_reader = reader_for(config)
+    switches = switch_store(config)
+    try:
+        router.apply_switches(await switches.load())
+    except Exception as exc:  # noqa: BLE001 - Redis may be down at start: the watcher applies them once it is back
+        log.warning("route kill switches not loaded yet (%s: %s); retrying in the background", type(exc).__name__, exc)
+
+    async def switch_watch(_: web.Application) -> AsyncIterator[None]:
+        async with switches.watching(router.apply_switches):
+            yield
 
     async def audit_reading(_: web.Application) -> AsyncIterator[None]:
         yield
@@ -91,13 +111,13 @@ async def build_app(config: GatewayConfig) -> web.Application:
         async with reloader.watching():
             yield
 
-    app.cleanup_ctx.extend((upstream_session, metrics_flush, audit_writer, audit_reading, policy_watch))
+    app.cleanup_ctx.extend((upstream_session, metrics_flush, audit_writer, audit_reading, policy_watch, switch_watch))
     app[RELOADER] = reloader
 
     proxy = ProxyHandlers(pipeline, config)
     ops = OpsHandlers(pipeline, instance)
     app.add_routes(proxy.routes())
     app.add_routes(ops.routes())
-    app.add_routes(AdminHandlers(pipeline, reloader, audit_reader).routes())
+    app.add_routes(AdminHandlers(pipeline, reloader, audit_reader, switches).routes())
     app.router.add_route("*", "/{tail:.*}", ops.not_found)
     return app

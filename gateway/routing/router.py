@@ -1,7 +1,7 @@
 """The router: resolves a public model name to its route and gets an answer from one of its targets.
 
 For each exchange it walks the route's targets in order (or, with `balance: weighted`, the first one
-chosen by weight): a target whose circuit breaker is open is skipped; a failure worth retrying is retried
+chosen by weight): a target an operator disabled (kill switch) or whose circuit breaker is open is skipped; a failure worth retrying is retried
 on the same target with backoff (honouring Retry-After); a failure that says something about the target
 moves on to the next one, all within the route's deadline. A failure caused by the request itself (a
 provider 400 or 422) is the client's answer and is never retried elsewhere. Every attempt, skipped ones
@@ -27,6 +27,7 @@ from gateway.metrics import Metrics
 from gateway.providers.base import Provider, UpstreamCall, UpstreamStream
 from gateway.routing.breaker import BreakerConfig, CircuitBreaker
 from gateway.routing.retry import RetryPolicy, failure_class
+from gateway.routing.switches import Snapshot
 
 T = TypeVar("T")
 
@@ -70,6 +71,7 @@ class Router:
             failures=breaker.failures, error_rate=breaker.error_rate, window_s=breaker.window_s,
             min_requests=breaker.min_requests, open_s=breaker.open_s, max_open_s=max(breaker.max_open_s, breaker.open_s),
         )
+        self.switches: Snapshot = {}  # kill switches: replaced whole on every change (see switches.py)
         labels = {target.label for route in routes.values() for target in route.targets}
         self.breakers = {label: CircuitBreaker(settings, on_change=self._breaker_changed(label)) for label in sorted(labels)}
         for label in self.breakers:
@@ -78,6 +80,10 @@ class Router:
     @property
     def routes(self) -> dict[str, ModelRoute]:
         return self._routes
+
+    def apply_switches(self, switches: Snapshot) -> None:
+        """Take the kill switches' new state (from this worker's admin call, or another's)."""
+        self.switches = dict(switches)
 
     def resolve(self, exchange: Exchange) -> ModelRoute:
         """Sets `exchange.route`; an unknown model is the client's error (400 model_not_found)."""
@@ -102,21 +108,20 @@ class Router:
         return await self._route(exchange, lambda provider, call: provider.open_stream(call))
 
     # -- the walk over targets -------------------------------------------------------------------------
-    def _order(self, route: ModelRoute) -> Iterator[Target]:
-        targets = route.targets
+    def _order(self, route: ModelRoute) -> Iterator[tuple[int, Target]]:
+        targets = list(enumerate(route.targets))
         if route.balance != "weighted" or len(targets) == 1:
             yield from targets
             return
-        total = sum(target.weight for target in targets)
-        point = self._chance() * total
+        point = self._chance() * sum(target.weight for _, target in targets)
         first = targets[-1]
-        for target in targets:
-            point -= target.weight
-            if point < 0 and target.weight > 0:
-                first = target
+        for entry in targets:
+            point -= entry[1].weight
+            if point < 0 and entry[1].weight > 0:
+                first = entry
                 break
         yield first
-        yield from (target for target in targets if target is not first)
+        yield from (entry for entry in targets if entry is not first)
 
     async def _route(self, exchange: Exchange, make_call: Callable[[Provider, UpstreamCall], Awaitable[T]]) -> T:
         route = exchange.route or self.resolve(exchange)
@@ -125,7 +130,10 @@ class Router:
         deadline = time.monotonic() + (route.timeout_s or self._default_timeout_s)
         last_error: UpstreamError | None = None
         tried_targets = 0
-        for target in self._order(route):
+        for index, target in self._order(route):
+            if (route.name, index) in self.switches:
+                exchange.attempts.append(Attempt(target.label, None, 0.0, "disabled"))
+                continue
             breaker = self.breakers.get(target.label)
             if breaker is not None and not breaker.allow():
                 exchange.attempts.append(Attempt(target.label, None, 0.0, "circuit_open"))
@@ -169,7 +177,8 @@ class Router:
         if last_error is not None:
             raise last_error
         raise UpstreamUnavailable(
-            f"No target of {route.name!r} can take requests now: every circuit breaker is open.", code="no_target_available"
+            f"No target of {route.name!r} can take requests now: each is disabled or its circuit breaker is open.",
+            code="no_target_available",
         )
 
     async def _attempt(self, exchange: Exchange, target: Target, timeout_s: float, make_call: Callable[[Provider, UpstreamCall], Awaitable[T]]) -> T:
