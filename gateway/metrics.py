@@ -142,6 +142,10 @@ class Metrics:
             "Exchanges served while the audit backlog was full (audit.on_unavailable: open); their records wait in memory.",
             registry=registry,
         )
+        self.upstream_attempts = Counter(
+            "gateway_upstream_attempts_total", "Calls to each target, by outcome (ok, or the error code).",
+            ["target", "outcome"], registry=registry,
+        )
         self.route_retries = Counter(
             "gateway_route_retries_total", "Upstream attempts retried on the same target, by route.", ["route"], registry=registry,
         )
@@ -204,6 +208,9 @@ class Metrics:
     def audit_written(self, backend: str, records: int, seconds: float) -> None:
         self._counts[(self.audit_records, (backend,))] += records
         self._observe(self.audit_write_latency, backend, self.AUDIT_WRITE_BUCKETS, seconds)
+
+    def upstream_attempt(self, target: str, outcome: str) -> None:
+        self._counts[(self.upstream_attempts, (target, outcome))] += 1
 
     def route_retry(self, route: str) -> None:
         self._counts[(self.route_retries, (route,))] += 1

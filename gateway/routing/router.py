@@ -203,8 +203,10 @@ class Router:
         exchange.upstream_s += elapsed
         if error is None:
             exchange.attempts.append(Attempt(target.label, 200, round(elapsed * 1000, 3)))
+            self._metrics.upstream_attempt(target.label, "ok")
             return
         exchange.attempts.append(Attempt(target.label, error.status, round(elapsed * 1000, 3), error.code))
+        self._metrics.upstream_attempt(target.label, error.code)
         self._metrics.upstream_error(target.provider, error.code)
 
     def _breaker_changed(self, label: str) -> Callable[[str, str], None]:

@@ -167,5 +167,10 @@ def test_retries_and_fallbacks_are_counted(make_gateway: Any, upstream: FakeUpst
     chat(gateway)
     def counted() -> bool:
         text = get(f"{gateway.url}/metrics").body.decode()
-        return 'gateway_route_retries_total{route="gpt-test"} 1.0' in text and 'gateway_route_fallbacks_total{route="gpt-test"} 1.0' in text
+        return (
+            'gateway_route_retries_total{route="gpt-test"} 1.0' in text
+            and 'gateway_route_fallbacks_total{route="gpt-test"} 1.0' in text
+            and 'gateway_upstream_attempts_total{outcome="upstream_status_500",target="fake/primary-model"} 2.0' in text
+            and 'gateway_upstream_attempts_total{outcome="ok",target="backup/backup-model"} 1.0' in text
+        )
     wait_until(counted, what="the retry and the fallback in /metrics")
