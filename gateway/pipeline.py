@@ -28,7 +28,7 @@ from gateway.errors import GatewayError, PolicyViolation, ReviewTimeout, Service
 from gateway.exchange import Endpoint, Exchange, Usage
 from gateway.ids import IdGenerator
 from gateway.metrics import Metrics
-from gateway.policy.engine import PolicyEngine, StreamBlocked, StreamGuard, Verdict
+from gateway.policy.engine import ALLOW, PolicyEngine, StreamBlocked, StreamGuard, Verdict
 from gateway.providers.base import StreamEvent, UpstreamStream
 from gateway.providers.sse import DONE_EVENT, encode_event
 from gateway.routing.router import Router
@@ -65,9 +65,12 @@ class Pipeline:
                 raise ServiceUnavailable("The audit trail is not accepting records; refusing new requests.", code="audit_unavailable")
             self.metrics.audit_backlogged_exchange()  # `on_unavailable: open`: served, and counted
         self.router.resolve(exchange)
+        policy = self.policy
+        if not policy.inspects_requests:
+            return
         started = time.perf_counter()
         try:
-            verdict = await self.policy.check_request(exchange)
+            verdict = await policy.check_request(exchange)
         finally:
             exchange.policy_s += time.perf_counter() - started
         self._enforce(exchange, verdict)
@@ -100,6 +103,8 @@ class Pipeline:
         return payload
 
     async def _check_response(self, exchange: Exchange, reply: dict[str, Any]) -> Verdict:
+        if not self.policy.inspects_responses and exchange.redactions is None:
+            return ALLOW
         started = time.perf_counter()
         try:
             return await self.policy.check_response(exchange, reply)

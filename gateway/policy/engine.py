@@ -60,6 +60,8 @@ class StreamGuard(Protocol):
 
 class PolicyEngine(Protocol):
     version: str
+    inspects_requests: bool  # False: the pipeline need not call check_request at all
+    inspects_responses: bool  # False: nor check_response, unless a redaction must be restored
 
     async def check_request(self, exchange: Exchange) -> Verdict:
         """Records decisions on the exchange and may rewrite `exchange.body` (redaction)."""
@@ -78,6 +80,8 @@ class NoPolicies:
     """Allows everything and records nothing: the engine while no policy bundle is loaded."""
 
     version = EMPTY_BUNDLE_VERSION
+    inspects_requests = False
+    inspects_responses = False
 
     async def check_request(self, exchange: Exchange) -> Verdict:
         return ALLOW

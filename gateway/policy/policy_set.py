@@ -106,6 +106,8 @@ class PolicySet:
         self.stream_plan = PhasePlan.build([rule for rule in self.response_plan.rules if rule.stream == "incremental"])
         self.stream_buffered = tuple(rule for rule in self.response_plan.rules if rule.stream == "buffer")
         self._narrowed = {policy.name: policy.match for policy in self.policies if not policy.match.everything}
+        self.inspects_requests = bool(self.request_plan.rules)
+        self.inspects_responses = bool(self.response_plan.rules)
 
     @property
     def rule_count(self) -> int:
