@@ -54,8 +54,13 @@ class LocalFileBackend:
         return open(self.path, "ab", buffering=0)  # noqa: SIM115 - owned for the backend's lifetime
 
     async def write(self, lines: Sequence[bytes]) -> None:
+        await asyncio.to_thread(self.write_blocking, lines)
+
+    def write_blocking(self, lines: Sequence[bytes]) -> None:
+        """The write itself, for a caller already in a worker thread (the writer seals and stores in one
+        hand-off: each hand-off costs the event loop more than appending a small batch does)."""
         try:
-            await asyncio.to_thread(self._append, lines)
+            self._append(lines)
         except OSError as exc:
             raise BackendUnavailable(f"cannot append to {self.path}: {exc.strerror or exc}") from None
 

@@ -167,7 +167,11 @@ class AuditWriter:
         """
         if self._down and (final or time.monotonic() >= self._next_probe):
             await self._recover()
+        direct: Callable[[list[bytes]], None] | None = getattr(self.backend, "write_blocking", None)
         while self._pending or self._sealed:
+            if direct is not None and not self._sealed and not self._down:
+                await self._seal_and_store(direct)  # the common case: one hand-off to the thread per batch
+                continue
             if self._pending and len(self._sealed) < BATCH_MAX:
                 batch = [self._pending.popleft() for _ in range(min(len(self._pending), BATCH_MAX))]
                 self._sealed.extend(await asyncio.to_thread(self._seal, batch))
@@ -176,6 +180,27 @@ class AuditWriter:
                 return  # kept, in order, in memory; retried on the next cycle
             for _ in lines:
                 self._sealed.popleft()
+
+    async def _seal_and_store(self, write: Callable[[list[bytes]], None]) -> None:
+        batch = [self._pending.popleft() for _ in range(min(len(self._pending), BATCH_MAX))]
+
+        def seal_and_write() -> tuple[list[bytes], BackendUnavailable | None]:
+            lines = self._seal(batch)
+            try:
+                write(lines)
+            except BackendUnavailable as exc:
+                return lines, exc
+            return lines, None
+
+        started = time.perf_counter()
+        lines, failure = await asyncio.to_thread(seal_and_write)
+        if failure is not None:
+            self._sealed.extend(lines)  # sealed, in order: stored by the next cycle or kept in memory
+            self._mark_down(str(failure))
+            return
+        self.written += len(lines)
+        if self.metrics is not None:
+            self.metrics.audit_written(self.backend.name, len(lines), time.perf_counter() - started)
 
     def _seal(self, batch: list[AuditRecord | dict[str, Any]]) -> list[bytes]:
         """Runs in a worker thread; sealing order is chain order, so one batch at a time, in order."""
@@ -211,7 +236,8 @@ class AuditWriter:
 
     def _mark_down(self, reason: str) -> None:
         if not self._down:
-            log.warning("audit backend %s unavailable (%s): spooling records until it is back", self.backend.name, reason)
+            keeping = "spooling records" if self._spool is not None else "keeping records in memory"
+            log.warning("audit backend %s unavailable (%s): %s until it is back", self.backend.name, reason, keeping)
         self._down = True
         self._next_probe = time.monotonic() + PROBE_INTERVAL_S
 
