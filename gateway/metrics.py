@@ -24,6 +24,8 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest, multiprocess
 
+from gateway.tasks import running
+
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 FLUSH_INTERVAL_S = 1.0
 # Gateway-added latency is sub-millisecond; upstream latency is seconds. Each gets buckets that resolve it.
@@ -263,15 +265,10 @@ class Metrics:
                 await asyncio.sleep(FLUSH_INTERVAL_S)
                 self.flush()
 
-        task = asyncio.create_task(run(), name="metrics-flush")
         try:
-            yield
+            async with running(run(), "metrics-flush"):
+                yield
         finally:
-            task.cancel()
-            try:
-                await task
-            except asyncio.CancelledError:
-                pass
             self.flush()
 
     def exposition(self) -> bytes:

@@ -97,6 +97,15 @@ def store_dir(tmp_path: Path) -> Path:
     return tmp_path / "store"
 
 
+@pytest.fixture
+def backup(server_loop: LoopThread) -> Iterator[FakeUpstream]:
+    """A second fake upstream: the fallback target of routing tests."""
+    fake = FakeUpstream()
+    server_loop.run(fake.start())
+    yield fake
+    server_loop.run(fake.close())
+
+
 @pytest.fixture(scope="session")
 def redis_server() -> Iterator[RedisServer]:
     """One real redis-server for the session (tests keep apart by key prefix); outage tests start their own."""

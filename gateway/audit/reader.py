@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import time
 from collections.abc import AsyncIterator, Iterable, Iterator
 from pathlib import Path
 from typing import Any, Protocol
 
 import orjson
 
-from gateway.audit.backends import AUDIT_FILE, RECORD_FIELD
+from gateway.audit.backends import AUDIT_FILE
 from gateway.config.model import GatewayConfig
 
 Record = dict[str, Any]

@@ -23,6 +23,7 @@ from gateway.config.model import PoliciesConfig
 from gateway.metrics import Metrics
 from gateway.policy.compiler import BundleRejected, CompiledBundle, compile_bundle
 from gateway.policy.engine import NoPolicies
+from gateway.tasks import running
 
 if TYPE_CHECKING:
     from aiohttp import ClientSession
@@ -160,15 +161,8 @@ class PolicyReloader:
                 if current != self._fingerprint:
                     await self.reload(reason="file change")
 
-        task = asyncio.create_task(watch(), name="policy-watch")
-        try:
+        async with running(watch(), "policy-watch"):
             yield
-        finally:
-            task.cancel()
-            try:
-                await task
-            except asyncio.CancelledError:
-                pass
 
 
 def fingerprint(directory: Path) -> tuple[tuple[str, int, int], ...]:

@@ -26,7 +26,7 @@ from gateway.exchange import Attempt, Exchange
 from gateway.metrics import Metrics
 from gateway.providers.base import Provider, UpstreamCall, UpstreamStream
 from gateway.routing.breaker import BreakerConfig, CircuitBreaker
-from gateway.routing.retry import RetryPolicy, failure_class
+from gateway.routing.retry import RetryPolicy
 from gateway.routing.switches import Snapshot
 
 T = TypeVar("T")

@@ -23,6 +23,8 @@ from typing import Any, Protocol
 
 import orjson
 
+from gateway.tasks import running
+
 log = logging.getLogger(__name__)
 
 SWITCHES_FILE = "route-switches.json"
@@ -127,13 +129,8 @@ class LocalSwitchStore:
                     seen = stamp
                     apply(await self.load())
 
-        task = asyncio.create_task(poll(), name="route-switches-watch")
-        try:
+        async with running(poll(), "route-switches-watch"):
             yield
-        finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
 
 
 class RedisSwitchStore:
@@ -177,11 +174,8 @@ class RedisSwitchStore:
                     log.warning("route switches: %s: %s; keeping the last known state", type(exc).__name__, exc)
                     await asyncio.sleep(POLL_S)
 
-        task = asyncio.create_task(follow(), name="route-switches-follow")
         try:
-            yield
+            async with running(follow(), "route-switches-follow"):
+                yield
         finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
             await self.client.aclose()

@@ -3,24 +3,14 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from gateway.testing.redis_server import RedisServer
-from gateway.testing.threads import LoopThread
 from gateway.testing.upstream import FakeUpstream
 from support import audit_record_for, fake_provider, get, raw_request, read_audit, sdk_client, wait_until
-
-
-@pytest.fixture
-def backup(server_loop: LoopThread) -> Iterator[FakeUpstream]:
-    fake = FakeUpstream()
-    server_loop.run(fake.start())
-    yield fake
-    server_loop.run(fake.close())
 
 
 def routed(upstream: FakeUpstream, backup: FakeUpstream, **extra: Any) -> dict[str, Any]:

@@ -4,24 +4,14 @@ driven with the openai SDK against fault-injecting upstreams (real loopback serv
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import openai
 import pytest
 
-from gateway.testing.threads import LoopThread
 from gateway.testing.upstream import FakeUpstream, Reply
 from support import audit_record_for, fake_provider, get, sdk_client, wait_until
-
-
-@pytest.fixture
-def backup(server_loop: LoopThread) -> Iterator[FakeUpstream]:
-    fake = FakeUpstream()
-    server_loop.run(fake.start())
-    yield fake
-    server_loop.run(fake.close())
 
 
 def routed(upstream: FakeUpstream, backup: FakeUpstream, **route: Any) -> dict[str, Any]:
