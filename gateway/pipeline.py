@@ -57,9 +57,12 @@ class Pipeline:
         self._audit_fail_open = audit_fail_open
 
     # -- request phase --------------------------------------------------------------------------------
-    async def admit(self, exchange: Exchange, headers: CIMultiDictProxy[str]) -> None:
-        """Auth, admission and the request policy: everything decided before any provider is called."""
+    def identify(self, exchange: Exchange, headers: CIMultiDictProxy[str]) -> None:
+        """Auth, first of all: a caller without valid credentials learns nothing, not even a parse error."""
         exchange.principal = self.auth.authenticate(headers)
+
+    async def admit(self, exchange: Exchange) -> None:
+        """Admission and the request policy: everything decided before any provider is called."""
         if not self.audit.accepting():
             if not self._audit_fail_open:
                 raise ServiceUnavailable("The audit trail is not accepting records; refusing new requests.", code="audit_unavailable")

@@ -6,6 +6,7 @@ from typing import Protocol
 
 from multidict import CIMultiDictProxy
 
+from gateway.config.model import AuthConfig
 from gateway.exchange import ANONYMOUS, Principal
 
 
@@ -32,3 +33,17 @@ class NoAuth:
 
     def may(self, principal: Principal, role: str, peer: str | None) -> bool:
         return peer in LOOPBACK
+
+
+def build_authenticator(config: AuthConfig) -> Authenticator:
+    """The authenticator `auth.mode` names (JWT keys are read from their files here, at start-up)."""
+    if config.mode == "jwt":
+        from gateway.auth.jwt_tokens import JwtAuthenticator  # noqa: PLC0415 - pyjwt only when tokens are used
+
+        assert config.jwt is not None, "the config loader requires auth.jwt with mode jwt"
+        return JwtAuthenticator(config.jwt, config.claims)
+    if config.mode == "api_key":
+        from gateway.auth.api_keys import ApiKeyAuthenticator  # noqa: PLC0415 - as above, for symmetry
+
+        return ApiKeyAuthenticator(config.api_keys)
+    return NoAuth()

@@ -10,7 +10,7 @@ import sys
 from collections.abc import Sequence
 
 from gateway import __version__
-from gateway.cli import audit, policy, serve
+from gateway.cli import audit, auth, policy, serve
 from gateway.cli.audit import AuditCommandFailed
 from gateway.cli.policy import CommandFailed
 from gateway.config import ConfigError
@@ -24,6 +24,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.register(commands)
     policy.register(commands)
     audit.register(commands)
+    auth.register(commands)
     return parser
 
 

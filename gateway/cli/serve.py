@@ -7,7 +7,8 @@ import logging
 import os
 import socket
 
-from gateway.config import load_config, with_overrides
+from gateway.auth import build_authenticator
+from gateway.config import ConfigError, load_config, with_overrides
 from gateway.config.model import GatewayConfig
 from gateway.metrics import Metrics
 from gateway.policy.compiler import compile_bundle
@@ -39,6 +40,7 @@ def run(args: argparse.Namespace) -> int:
     config = with_overrides(load_config(args.config), args.host, args.port, args.workers)
     _check_port_free(config)
     _check_policies(config)
+    _check_auth(config)
     if config.source == "<embedded default>":
         log.info("no config file: embedded default (built-in mock provider, local audit in %s)", config.store.local_dir)
     if config.workers == 1:
@@ -54,6 +56,14 @@ def _check_policies(config: GatewayConfig) -> None:
             config.policies.dir, Metrics(), signature_keys=config.policies.signature_keys, known_models=config.models
         )
         log.info("policies: %d rules in %s, version %s", compiled.policies.rule_count, config.policies.dir, compiled.bundle.version[:12])
+
+
+def _check_auth(config: GatewayConfig) -> None:
+    """Read the JWT keys once here, so a missing or unusable key file stops the start with one line."""
+    try:
+        build_authenticator(config.auth)
+    except ValueError as exc:
+        raise ConfigError(f"{config.source}: auth.jwt: {exc}") from None
 
 
 def _check_port_free(config: GatewayConfig) -> None:

@@ -17,7 +17,11 @@ from gateway.config.model import (
     Limits,
     Listen,
     BALANCE,
+    JWT_ALGORITHMS,
     RETRY_ON,
+    ApiKey,
+    ClaimsMap,
+    JwtConfig,
     BreakerSettings,
     ModelRoute,
     PoliciesConfig,
@@ -70,7 +74,7 @@ def parse_config(data: object, source: str, base_dir: Path = Path(".")) -> Gatew
     limits = _limits(root.section("limits"))
     providers = {name: _provider(name, section) for name, section in root.sections("providers")}
     models = {name: _route(name, section, providers) for name, section in root.sections("models")}
-    auth = _auth(root.section("auth"))
+    auth = _auth(root.section("auth"), base_dir)
     routing = _routing(root.section("routing"))
     policies = _policies(root.section("policies"), base_dir)
     store = _store(root.section("store"), base_dir)
@@ -200,12 +204,66 @@ def _routing(section: Section) -> RoutingConfig:
     return RoutingConfig(breaker=settings)
 
 
-def _auth(section: Section) -> AuthConfig:
+def _auth(section: Section, base_dir: Path) -> AuthConfig:
     mode = section.choice("mode", AUTH_MODES, "none")
-    if mode != "none":
-        section.fail("mode", f"{mode!r} is not supported by this version; only 'none' (see README, \"Roadmap\")")
+    claims_section = section.section("claims")
+    claims = ClaimsMap(
+        app=claims_section.string("app", "sub"), tenant=claims_section.string("tenant", "tenant"), roles=claims_section.string("roles", "roles")
+    )
+    claims_section.finish()
+    jwt = _jwt(section.section("jwt"), base_dir) if section.has("jwt") else None
+    api_keys = tuple(section.items("api_keys", _api_key))
     section.finish()
-    return AuthConfig(mode=mode)
+    if mode == "jwt" and jwt is None:
+        section.fail("mode", "jwt needs auth.jwt: {algorithms, issuer, audience, jwks_file | public_key_file | secret}")
+    if mode == "api_key" and not api_keys:
+        section.fail("mode", "api_key needs auth.api_keys: [{sha256, app, tenant, roles}]")
+    return AuthConfig(mode=mode, jwt=jwt, claims=claims, api_keys=api_keys)
+
+
+def _jwt(section: Section, base_dir: Path) -> JwtConfig:
+    algorithms = section.sequence("algorithms")
+    if not algorithms or not all(isinstance(name, str) for name in algorithms):
+        section.fail("algorithms", "must be a non-empty list, e.g. [RS256]")
+    unknown = [name for name in algorithms if name not in JWT_ALGORITHMS]
+    if unknown:
+        section.fail("algorithms", f"{unknown[0]!r} is not allowed; choose from {', '.join(JWT_ALGORITHMS)} ('none' never)")
+    symmetric = {name.startswith("HS") for name in algorithms}
+    if len(symmetric) > 1:
+        section.fail("algorithms", "do not mix HS* with public-key algorithms: that is how key-confusion attacks work")
+    secret = section.string("secret", None)
+    jwks_file = section.string("jwks_file", None)
+    public_key_file = section.string("public_key_file", None)
+    sources = [name for name, value in (("secret", secret), ("jwks_file", jwks_file), ("public_key_file", public_key_file)) if value]
+    if len(sources) != 1:
+        section.fail(None, "needs exactly one key source: jwks_file, public_key_file or secret")
+    if secret and True not in symmetric:
+        section.fail("secret", "a shared secret goes with HS256/384/512 only")
+    if (jwks_file or public_key_file) and True in symmetric and public_key_file:
+        section.fail("public_key_file", "a public key goes with RS*, PS*, ES* or EdDSA, not HS*")
+    config = JwtConfig(
+        algorithms=tuple(algorithms),
+        issuer=section.string("issuer", None),
+        audience=section.string("audience", None),
+        jwks_file=base_dir / jwks_file if jwks_file else None,
+        public_key_file=base_dir / public_key_file if public_key_file else None,
+        secret=Secret(secret) if secret else None,
+        leeway_s=section.number("leeway_s", 30.0),
+    )
+    section.finish()
+    return config
+
+
+def _api_key(section: Section) -> ApiKey:
+    digest = section.string("sha256").lower()
+    if len(digest) != 64 or any(char not in "0123456789abcdef" for char in digest):
+        section.fail("sha256", "must be the 64-hex-digit sha256 of the key (gateway auth hash-key prints it)")
+    roles = section.sequence("roles", [])
+    if not all(isinstance(role, str) for role in roles):
+        section.fail("roles", "must be a list of role names")
+    key = ApiKey(sha256=digest, app=section.string("app"), tenant=section.string("tenant", None), roles=tuple(roles))
+    section.finish()
+    return key
 
 
 def _policies(section: Section, base_dir: Path) -> PoliciesConfig:

@@ -102,9 +102,45 @@ class RoutingConfig:
     breaker: BreakerSettings = BreakerSettings()
 
 
+JWT_ALGORITHMS = ("HS256", "HS384", "HS512", "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA")
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimsMap:
+    """Which token claims name the caller's app, tenant and roles (for policies, audit and role checks)."""
+
+    app: str = "sub"
+    tenant: str = "tenant"
+    roles: str = "roles"
+
+
+@dataclass(frozen=True, slots=True)
+class JwtConfig:
+    algorithms: tuple[str, ...]
+    issuer: str | None = None
+    audience: str | None = None
+    jwks_file: Path | None = None  # keys by kid (RSA, EC, OKP, oct)
+    public_key_file: Path | None = None  # one PEM public key
+    secret: Secret | None = None  # HS* shared secret
+    leeway_s: float = 30.0
+
+
+@dataclass(frozen=True, slots=True)
+class ApiKey:
+    """One application key, stored as its sha256 (`gateway auth hash-key` prints it): never the key itself."""
+
+    sha256: str
+    app: str
+    tenant: str | None = None
+    roles: tuple[str, ...] = ()
+
+
 @dataclass(frozen=True, slots=True)
 class AuthConfig:
     mode: str = "none"
+    jwt: JwtConfig | None = None
+    claims: ClaimsMap = ClaimsMap()
+    api_keys: tuple[ApiKey, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,7 +17,7 @@ from gateway.audit.record import RecordBuilder, instance_id
 from gateway.audit.backends import LocalFileBackend
 from gateway.audit.reader import reader_for
 from gateway.audit.writer import AuditWriter, open_spool
-from gateway.auth import NoAuth
+from gateway.auth import build_authenticator
 from gateway.config.model import GatewayConfig
 from gateway.http.admin import AdminHandlers
 from gateway.http.ops import OpsHandlers
@@ -70,7 +70,7 @@ async def build_app(config: GatewayConfig) -> web.Application:
     ids = IdGenerator()
     records = RecordBuilder(instance, config.audit.content, hmac_key, ids)
     pipeline = Pipeline(
-        NoAuth(), NoPolicies(), router, audit, records, metrics, ids, audit_fail_open=config.audit.on_unavailable == "open"
+        build_authenticator(config.auth), NoPolicies(), router, audit, records, metrics, ids, audit_fail_open=config.audit.on_unavailable == "open"
     )
     reloader = PolicyReloader(config.policies, pipeline, metrics, audit, records, known_models=config.models, http=session)
     await reloader.load_initial()  # a bad bundle fails the start (BundleRejected), before any port opens

@@ -49,14 +49,22 @@ class ProxyHandlers:
         return await self._proxy(request, Endpoint.EMBEDDINGS)
 
     async def models(self, request: web.Request) -> web.Response:
+        try:
+            self.pipeline.auth.authenticate(request.headers)
+        except GatewayError as error:
+            return request_error(request, self.pipeline, error)
         data = [self._model_entry(name) for name in self.pipeline.router.routes]
         return web.json_response({"object": "list", "data": data}, headers=reply_headers(request, self.pipeline))
 
     async def model(self, request: web.Request) -> web.Response:
+        try:
+            self.pipeline.auth.authenticate(request.headers)
+        except GatewayError as error:
+            return request_error(request, self.pipeline, error)
         name = request.match_info["model"]
         if name not in self.pipeline.router.routes:
-            error = NotFound(f"The model {name!r} does not exist or is not served by this gateway.", code="model_not_found", param="model")
-            return request_error(request, self.pipeline, error)
+            missing = NotFound(f"The model {name!r} does not exist or is not served by this gateway.", code="model_not_found", param="model")
+            return request_error(request, self.pipeline, missing)
         return web.json_response(self._model_entry(name), headers=reply_headers(request, self.pipeline))
 
     def _model_entry(self, name: str) -> dict[str, object]:
@@ -68,8 +76,9 @@ class ProxyHandlers:
         pipeline.metrics.request_started()
         try:
             try:
+                pipeline.identify(exchange, request.headers)
                 await read_body(request, exchange, self.max_body_bytes)
-                await pipeline.admit(exchange, request.headers)
+                await pipeline.admit(exchange)
                 if exchange.stream:
                     upstream = await pipeline.open_stream(exchange)
                 else:

@@ -99,7 +99,7 @@ def test_serve_reads_gateway_config_env(tmp_path: Path) -> None:
     result = run_gateway("serve", cwd=tmp_path, GATEWAY_CONFIG="env.yaml")
     assert result.returncode == 1
     line = assert_one_line_failure(result.stderr)
-    assert line.startswith("gateway: env.yaml:6: auth.mode: 'jwt' is not supported")
+    assert line.startswith("gateway: env.yaml:6: auth.mode: jwt needs auth.jwt")
 
 
 def test_serve_with_unset_env_variable(tmp_path: Path) -> None:
