@@ -6,6 +6,7 @@ Mutation rights (each stage writes only its own fields; everything else is read-
 | ---------------- | -------------------------------------------------------------------- |
 | http front       | request_id, endpoint, body, body_bytes, model, stream, started       |
 | auth             | principal                                                            |
+| admission        | limit_headers, limit_keys                                            |
 | request policy   | body (redaction), decisions, decision, degraded, redactions          |
 | router           | route, attempts, target, upstream_s, fell_back                       |
 | response policy  | decisions, decision, degraded (and the reply it is handed)           |
@@ -121,6 +122,8 @@ class Exchange:
     stream_chunks: int = 0
     stream_parts: list[str] = field(default_factory=list)  # streamed reply text as relayed, for audit
     response_body: bytes | None = None  # the serialised reply (non-streamed), for the audit digest
+    limit_headers: dict[str, str] | None = None  # x-ratelimit-* for the response (admission)
+    limit_keys: tuple[tuple[str, int], ...] = ()  # token counters to charge once usage is known (admission)
     stopped: GatewayError | None = None  # a response rule ended the stream midway
     http_status: int = 0
     outcome: str = "pending"

@@ -1,6 +1,7 @@
 """The stage list every proxied request passes through, in order:
 
-    auth -> admission -> route -> request policy -> upstream (router) -> response policy -> finish
+    auth -> admission (audit, route, rate limits, budgets) -> request policy -> upstream (router)
+         -> response policy -> finish (audit record, metrics, token charges)
 
 A policy verdict is acted on here, in one place (`_enforce`): allow, flag and redact go on; fallback
 re-routes once through the router; block and escalate stop with the documented error.
@@ -27,6 +28,7 @@ from gateway.auth import Authenticator
 from gateway.errors import GatewayError, PolicyViolation, ReviewTimeout, ServiceUnavailable
 from gateway.exchange import Endpoint, Exchange, Usage
 from gateway.ids import IdGenerator
+from gateway.limits.limiter import Limiter
 from gateway.metrics import Metrics
 from gateway.policy.engine import ALLOW, PolicyEngine, StreamBlocked, StreamGuard, Verdict
 from gateway.providers.base import StreamEvent, UpstreamStream
@@ -46,6 +48,7 @@ class Pipeline:
         ids: IdGenerator,
         *,
         audit_fail_open: bool,
+        limiter: Limiter | None = None,
     ) -> None:
         self.auth = auth
         self.policy = policy  # one reference, swapped whole on policy reload
@@ -55,6 +58,7 @@ class Pipeline:
         self.metrics = metrics
         self.ids = ids
         self._audit_fail_open = audit_fail_open
+        self.limiter = limiter if limiter is not None and limiter.active else None
 
     # -- request phase --------------------------------------------------------------------------------
     def identify(self, exchange: Exchange, headers: CIMultiDictProxy[str]) -> None:
@@ -68,6 +72,8 @@ class Pipeline:
                 raise ServiceUnavailable("The audit trail is not accepting records; refusing new requests.", code="audit_unavailable")
             self.metrics.audit_backlogged_exchange()  # `on_unavailable: open`: served, and counted
         self.router.resolve(exchange)
+        if self.limiter is not None:
+            await self.limiter.admit(exchange)  # rate limits and budgets: 429 before any check or provider
         policy = self.policy
         if not policy.inspects_requests:
             return
@@ -212,6 +218,8 @@ class Pipeline:
         exchange.http_status = status
         exchange.outcome = outcome
         exchange.error = error
+        if self.limiter is not None and any(attempt.status == 200 for attempt in exchange.attempts):
+            self.limiter.charge(exchange)  # tokens, from the provider's usage (queued, never awaited)
         self.audit.submit(self.records.exchange_record(exchange, self.policy.version))
         self.metrics.exchange_finished(
             endpoint=exchange.endpoint.value if exchange.endpoint else "other",

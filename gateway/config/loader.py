@@ -17,7 +17,11 @@ from gateway.config.model import (
     Limits,
     Listen,
     BALANCE,
+    BUDGET_PERIODS,
     JWT_ALGORITHMS,
+    LIMIT_DIMENSIONS,
+    Budget,
+    RateLimit,
     RETRY_ON,
     ApiKey,
     ClaimsMap,
@@ -79,10 +83,12 @@ def parse_config(data: object, source: str, base_dir: Path = Path(".")) -> Gatew
     policies = _policies(root.section("policies"), base_dir)
     store = _store(root.section("store"), base_dir)
     audit = _audit(root.section("audit"), base_dir)
+    rate_limits = tuple(root.items("rate_limits", _rate_limit))
+    budgets = tuple(root.items("budgets", _budget))
     root.finish()
     if not models:
         root.fail("models", "at least one model route is required")
-    return GatewayConfig(source, listen, workers, limits, providers, models, auth, routing, policies, store, audit)
+    return GatewayConfig(source, listen, workers, limits, providers, models, auth, routing, policies, rate_limits, budgets, store, audit)
 
 
 def _listen(section: Section) -> Listen:
@@ -184,6 +190,45 @@ def _retry(section: Section) -> RetryConfig:
     )
     section.finish()
     return retry
+
+
+def _dimensions(section: Section) -> tuple[str, ...]:
+    per = section.value("per", None)
+    per = [per] if isinstance(per, str) else per
+    if not per or not isinstance(per, list) or not all(item in LIMIT_DIMENSIONS for item in per):
+        section.fail("per", f"must be one or more of {', '.join(LIMIT_DIMENSIONS)} (got {per!r})")
+    return tuple(dict.fromkeys(per))
+
+
+def _globs(section: Section) -> tuple[str, ...]:
+    models = section.sequence("models", [])
+    if not all(isinstance(model, str) and model for model in models):
+        section.fail("models", "must be a list of model names or globs")
+    return tuple(models)
+
+
+def _rate_limit(section: Section) -> RateLimit:
+    limit = RateLimit(
+        per=_dimensions(section),
+        requests_per_minute=section.integer("requests_per_minute", None, minimum=1),
+        tokens_per_minute=section.integer("tokens_per_minute", None, minimum=1),
+        models=_globs(section),
+    )
+    section.finish()
+    if limit.requests_per_minute is None and limit.tokens_per_minute is None:
+        section.fail(None, "sets no limit: requests_per_minute, tokens_per_minute or both")
+    return limit
+
+
+def _budget(section: Section) -> Budget:
+    budget = Budget(
+        per=_dimensions(section),
+        tokens=section.integer("tokens", minimum=1),
+        period=section.choice("period", tuple(BUDGET_PERIODS), "day"),
+        models=_globs(section),
+    )
+    section.finish()
+    return budget
 
 
 def _routing(section: Section) -> RoutingConfig:

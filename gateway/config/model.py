@@ -97,6 +97,30 @@ class BreakerSettings:
     max_open_s: float = 300.0
 
 
+LIMIT_DIMENSIONS = ("app", "tenant", "model")
+BUDGET_PERIODS = {"hour": 3600, "day": 86400, "month": 31 * 86400}
+
+
+@dataclass(frozen=True, slots=True)
+class RateLimit:
+    """Requests and tokens per minute, counted separately for each value of the `per` dimensions."""
+
+    per: tuple[str, ...]
+    requests_per_minute: int | None = None
+    tokens_per_minute: int | None = None
+    models: tuple[str, ...] = ()  # globs over the public model; empty: every model
+
+
+@dataclass(frozen=True, slots=True)
+class Budget:
+    """Tokens (prompt and completion, as the provider reports them) per period, per `per` value."""
+
+    per: tuple[str, ...]
+    tokens: int
+    period: str = "day"
+    models: tuple[str, ...] = ()
+
+
 @dataclass(frozen=True, slots=True)
 class RoutingConfig:
     breaker: BreakerSettings = BreakerSettings()
@@ -190,6 +214,8 @@ class GatewayConfig:
     auth: AuthConfig = AuthConfig()
     routing: RoutingConfig = RoutingConfig()
     policies: PoliciesConfig = PoliciesConfig()
+    rate_limits: tuple[RateLimit, ...] = ()
+    budgets: tuple[Budget, ...] = ()
     store: StoreConfig = StoreConfig()
     audit: AuditConfig = AuditConfig()
 

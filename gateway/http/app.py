@@ -23,6 +23,8 @@ from gateway.http.admin import AdminHandlers
 from gateway.http.ops import OpsHandlers
 from gateway.ids import IdGenerator
 from gateway.http.proxy import ProxyHandlers
+from gateway.limits.counters import CounterStore, LocalCounters, RedisCounters
+from gateway.limits.limiter import Limiter
 from gateway.metrics import Metrics
 from gateway.pipeline import Pipeline
 from gateway.policy.engine import NoPolicies
@@ -34,6 +36,13 @@ from gateway.routing.switches import LocalSwitchStore, RedisSwitchStore, SwitchS
 log = logging.getLogger(__name__)
 
 RELOADER = web.AppKey("reloader", PolicyReloader)
+
+
+def counter_store(config: GatewayConfig) -> CounterStore:
+    """Rate-limit and budget counters: shared in Redis, or per process on the local store."""
+    if config.store.backend == "redis" and (config.rate_limits or config.budgets):
+        return RedisCounters(config.store.redis_url, config.store.key_prefix)
+    return LocalCounters()
 
 
 def switch_store(config: GatewayConfig) -> SwitchStore:
@@ -69,8 +78,10 @@ async def build_app(config: GatewayConfig) -> web.Application:
     audit = build_audit_writer(config, metrics)
     ids = IdGenerator()
     records = RecordBuilder(instance, config.audit.content, hmac_key, ids)
+    limiter = Limiter(config.rate_limits, config.budgets, counter_store(config))
     pipeline = Pipeline(
-        build_authenticator(config.auth), NoPolicies(), router, audit, records, metrics, ids, audit_fail_open=config.audit.on_unavailable == "open"
+        build_authenticator(config.auth), NoPolicies(), router, audit, records, metrics, ids,
+        audit_fail_open=config.audit.on_unavailable == "open", limiter=limiter,
     )
     reloader = PolicyReloader(config.policies, pipeline, metrics, audit, records, known_models=config.models, http=session)
     await reloader.load_initial()  # a bad bundle fails the start (BundleRejected), before any port opens
@@ -111,7 +122,11 @@ async def build_app(config: GatewayConfig) -> web.Application:
         async with reloader.watching():
             yield
 
-    app.cleanup_ctx.extend((upstream_session, metrics_flush, audit_writer, audit_reading, policy_watch, switch_watch))
+    async def limit_charges(_: web.Application) -> AsyncIterator[None]:
+        async with limiter.charging():
+            yield
+
+    app.cleanup_ctx.extend((upstream_session, metrics_flush, audit_writer, audit_reading, policy_watch, switch_watch, limit_charges))
     app[RELOADER] = reloader
 
     proxy = ProxyHandlers(pipeline, config)

@@ -35,6 +35,8 @@ def gateway_headers(exchange: Exchange, policy_version: str) -> dict[str, str]:
         headers["x-gateway-target"] = exchange.target
     if exchange.degraded:
         headers["x-gateway-degraded"] = "true"
+    if exchange.limit_headers:
+        headers.update(exchange.limit_headers)
     return headers
 
 

@@ -386,3 +386,24 @@ def test_command_line_overrides(tmp_path: Path) -> None:
     assert (changed.listen.host, changed.listen.port, changed.workers) == ("0.0.0.0", 9999, 3)
     unchanged = with_overrides(config, None, None, None)
     assert unchanged == config
+
+
+@pytest.mark.parametrize(
+    ("extra", "expected"),
+    [
+        ("rate_limits: [{per: planet, requests_per_minute: 5}]\n", "rate_limits[0].per: must be one or more of app, tenant, model"),
+        ("rate_limits: [{per: app}]\n", "rate_limits[0]: sets no limit"),
+        ("budgets: [{per: tenant, tokens: 100, period: fortnight}]\n", "budgets[0].period: must be one of hour, day, month"),
+        ("budgets: [{per: tenant}]\n", "budgets[0].tokens: is required"),
+    ],
+)
+def test_limit_mistakes_are_refused(tmp_path: Path, extra: str, expected: str) -> None:
+    assert expected in load_error(write(tmp_path, BASE + extra))
+
+
+def test_rate_limits_and_budgets(tmp_path: Path) -> None:
+    config = load_config(str(write(tmp_path, BASE + "rate_limits: [{per: [app, model], requests_per_minute: 60, models: [gpt-4o*]}]\nbudgets: [{per: tenant, tokens: 1000000, period: month}]\n")))
+    (limit,) = config.rate_limits
+    (budget,) = config.budgets
+    assert (limit.per, limit.requests_per_minute, limit.tokens_per_minute, limit.models) == (("app", "model"), 60, None, ("gpt-4o*",))
+    assert (budget.per, budget.tokens, budget.period) == (("tenant",), 1_000_000, "month")
