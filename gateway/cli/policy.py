@@ -21,6 +21,7 @@ from gateway.exchange import Endpoint, Principal
 from gateway.metrics import Metrics
 from gateway.policy.bundle import read_bundle
 from gateway.policy.compiler import BundleRejected, CompiledBundle, compile_bundle
+from gateway.policy.diff import describe, diff_bundles
 from gateway.policy.explain import explain
 from gateway.policy.schema import policy_schema
 from gateway.policy.suite import run_suite
@@ -51,6 +52,10 @@ def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type
     explain_parser.add_argument("--app", default="anonymous", help="the calling app, for match.apps")
     explain_parser.add_argument("--format", choices=("text", "json"), default="text")
     action("schema", "print the JSON Schema of the policy format (for editors)", _schema, directory=False)
+    difference = action("diff", "rules added, removed and changed between two bundles (for change review)", _diff, directory=False)
+    difference.add_argument("old", help="the bundle now live (a directory)")
+    difference.add_argument("new", help="the proposed bundle (a directory)")
+    difference.add_argument("--format", choices=("text", "json"), default="text")
     sign = action("sign", "sign the bundle (Ed25519 JWS in DIR/bundle.jws)", _sign)
     sign.add_argument("--key", required=True, help="Ed25519 private key (PEM)")
     sign.add_argument("--signer", help="who approves, e.g. an email; recorded in the signature")
@@ -126,6 +131,21 @@ def _explain(args: argparse.Namespace) -> int:
         print(f"  {state}  {rule['policy']}/{rule['rule']}: {rule['check']} -> {rule['action']}{mode}{detail}")
     verdict = result["verdict"]
     print(f"verdict: {verdict['action']}" + (f" (rule {verdict['rule']})" if verdict["rule"] else ""))
+    return 0
+
+
+def _diff(args: argparse.Namespace) -> int:
+    bundles = []
+    for directory in (args.old, args.new):
+        path = Path(directory)
+        if not path.is_dir():
+            raise CommandFailed(f"{path}: policy directory not found")
+        try:
+            bundles.append(compile_bundle(path, Metrics()).bundle)  # both must load: reviewing a broken bundle is moot
+        except BundleRejected as exc:
+            raise CommandFailed(str(exc)) from None
+    result = diff_bundles(*bundles)
+    print(json.dumps(result.as_dict(), indent=2) if args.format == "json" else "\n".join(describe(result)))
     return 0
 
 

@@ -213,7 +213,7 @@ def _test(section: Section) -> PolicyTest:
     expect = _expectation(section.section("expect"))
     source = f"{section.source}:{section.line}"
     section.finish()
-    return PolicyTest(name, source, endpoint, _plain(request), principal, expect, _plain(reply) if reply is not None else None,
+    return PolicyTest(name, source, endpoint, plain(request), principal, expect, plain(reply) if reply is not None else None,
                       tuple(stream) if stream is not None else None)
 
 
@@ -224,7 +224,7 @@ def _principal(section: Section) -> Principal:
     roles = section.sequence("roles", [])
     claims = section.section("claims").data
     section.finish()
-    return Principal(app, tenant, sub, frozenset(map(str, roles)), _plain(claims))
+    return Principal(app, tenant, sub, frozenset(map(str, roles)), plain(claims))
 
 
 def _expectation(section: Section) -> Expectation:
@@ -253,12 +253,12 @@ def _expectation(section: Section) -> Expectation:
     return expectation
 
 
-def _plain(value: Any) -> Any:
+def plain(value: Any) -> Any:
     """YAML's line-tracking mappings as plain dicts, so a test request is an ordinary JSON body."""
     if isinstance(value, dict):
-        return {str(key): _plain(item) for key, item in value.items()}
+        return {str(key): plain(item) for key, item in value.items()}
     if isinstance(value, list):
-        return [_plain(item) for item in value]
+        return [plain(item) for item in value]
     return value
 
 
