@@ -22,7 +22,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 from gateway.config.model import BUDGET_PERIODS, Budget, RateLimit
-from gateway.errors import RateLimited
+from gateway.errors import RateLimited, ServiceUnavailable
 from gateway.exchange import Exchange
 from gateway.limits.counters import Check, CounterStore
 from gateway.tasks import running
@@ -106,7 +106,13 @@ class Limiter:
             return
         now = time.time()
         checks = [Check(limit.key(exchange, now), limit.limit, 1 if limit.kind == "requests" else 0, limit.ttl_ms) for limit in applicable]
-        verdict = await self.counters.admit(checks)
+        try:
+            verdict = await self.counters.admit(checks)
+        except Exception as exc:  # noqa: BLE001 - Redis away: a limit that cannot be counted is not waved through
+            log.warning("rate limits cannot be checked: %s: %s", type(exc).__name__, exc)
+            raise ServiceUnavailable(
+                "Usage limits cannot be checked right now; try again shortly.", code="limits_unavailable", headers={"retry-after": "1"}
+            ) from None
         resets = [reset_s(limit.period, now) for limit in applicable]
         headers = _rate_headers(applicable, verdict.values, resets)
         exchange.limit_headers = headers

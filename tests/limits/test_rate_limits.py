@@ -93,3 +93,14 @@ def test_two_gateways_on_one_redis_share_one_limit(make_gateway: Any, upstream: 
         except openai.RateLimitError:
             statuses.append(429)
     assert statuses == [200, 200, 200, 200, 429, 429]
+
+
+def test_limits_that_cannot_be_counted_refuse_with_a_clear_503(make_gateway: Any, upstream: FakeUpstream, tmp_path: Path) -> None:
+    server = RedisServer()  # never started: nothing listens on its port
+    store = {"backend": "redis", "redis_url": server.url, "key_prefix": "x:"}
+    gateway = make_gateway(**apps(store=store, audit={"spool_dir": str(tmp_path / "spool")}, rate_limits=[{"per": "app", "requests_per_minute": 5}]))
+    with pytest.raises(openai.APIStatusError) as caught:
+        call(gateway)
+    assert caught.value.status_code == 503 and caught.value.response.json()["error"]["code"] == "limits_unavailable"
+    assert upstream.received == []
+    server.close()
