@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from gateway.config.model import BreakerSettings, ModelRoute, Target
@@ -67,6 +67,7 @@ class Router:
         self._sleep = sleep
         self._chance = chance
         self._retry = {name: retry_policy(route) for name, route in routes.items()}
+        self._indexed = {name: tuple(enumerate(route.targets)) for name, route in routes.items()}
         settings = BreakerConfig(
             failures=breaker.failures, error_rate=breaker.error_rate, window_s=breaker.window_s,
             min_requests=breaker.min_requests, open_s=breaker.open_s, max_open_s=max(breaker.max_open_s, breaker.open_s),
@@ -108,11 +109,11 @@ class Router:
         return await self._route(exchange, lambda provider, call: provider.open_stream(call))
 
     # -- the walk over targets -------------------------------------------------------------------------
-    def _order(self, route: ModelRoute) -> Iterator[tuple[int, Target]]:
-        targets = list(enumerate(route.targets))
+    def _order(self, route: ModelRoute) -> tuple[tuple[int, Target], ...]:
+        """The targets to try, with their index in the route: as configured, or the first by weight."""
+        targets = self._indexed.get(route.name) or tuple(enumerate(route.targets))
         if route.balance != "weighted" or len(targets) == 1:
-            yield from targets
-            return
+            return targets
         point = self._chance() * sum(target.weight for _, target in targets)
         first = targets[-1]
         for entry in targets:
@@ -120,8 +121,7 @@ class Router:
             if point < 0 and entry[1].weight > 0:
                 first = entry
                 break
-        yield first
-        yield from (entry for entry in targets if entry is not first)
+        return (first, *(entry for entry in targets if entry is not first))
 
     async def _route(self, exchange: Exchange, make_call: Callable[[Provider, UpstreamCall], Awaitable[T]]) -> T:
         route = exchange.route or self.resolve(exchange)
