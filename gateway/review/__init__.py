@@ -1,0 +1,1 @@
+"""Human review of escalated exchanges: the queue where held requests and replies wait for a decision."""
