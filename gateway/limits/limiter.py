@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import collections
 import datetime as dt
-import fnmatch
 import logging
 import re
 import time
@@ -24,6 +23,7 @@ from dataclasses import dataclass
 from gateway.config.model import BUDGET_PERIODS, Budget, RateLimit
 from gateway.errors import RateLimited, ServiceUnavailable
 from gateway.exchange import Exchange
+from gateway.globs import compile_globs
 from gateway.limits.counters import Check, CounterStore
 from gateway.tasks import running
 
@@ -76,7 +76,8 @@ def reset_s(period: str, now: float) -> float:
 
 
 def _globs(models: tuple[str, ...]) -> re.Pattern[str] | None:
-    return re.compile("|".join(fnmatch.translate(glob) for glob in models)) if models else None
+    """None (every model) when the limit names none."""
+    return compile_globs(models) if models else None
 
 
 class Limiter:

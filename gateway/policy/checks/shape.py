@@ -5,11 +5,11 @@ Limits run first and always fail closed: they are what bounds the cost of every 
 
 from __future__ import annotations
 
-import fnmatch
 import re
 from typing import TYPE_CHECKING, Any
 
 from gateway.exchange import Endpoint
+from gateway.globs import compile_globs
 from gateway.policy.checks.base import ExchangeCheck, Hit, Subject
 
 if TYPE_CHECKING:
@@ -119,7 +119,7 @@ def glob_matcher(options: Section, key: str) -> re.Pattern[str] | None:
         return None
     if not all(isinstance(glob, str) and glob for glob in globs):
         options.fail(key, "must be a list of non-empty strings (globs such as gpt-4o*)")
-    return re.compile("|".join(fnmatch.translate(glob) for glob in globs)) if globs else re.compile(r"(?!)")
+    return compile_globs(globs)
 
 
 class ModelsCheck(ExchangeCheck):
