@@ -86,37 +86,38 @@ class LocalFileReader:
         self.path = path if path.suffix == ".jsonl" else path / AUDIT_FILE
 
     async def read(self, *, since: float | None = None, until: float | None = None) -> AsyncIterator[Record]:
-        offset = 0
-        while True:
-            lines, offset = await asyncio.to_thread(self._lines_from, offset)
-            if not lines:
-                return
+        async for lines in self._batches(follow=False):
             for line in lines:
                 record = orjson.loads(line)
                 if in_range(record, since, until):
                     yield record
 
     async def follow(self, *, since: float | None = None) -> AsyncIterator[Record]:
-        offset = 0
-        while True:
-            lines, offset = await asyncio.to_thread(self._lines_from, offset)
+        async for lines in self._batches(follow=True):
             for line in lines:
                 record = orjson.loads(line)
                 if in_range(record, since, None):
                     yield record
-            if not lines:
-                await asyncio.sleep(FOLLOW_POLL_S)
 
     async def find(self, request_id: str) -> list[Record]:
         needle = orjson.dumps(request_id)
         found: list[Record] = []
+        async for lines in self._batches(follow=False):
+            candidates = (orjson.loads(line) for line in lines if needle in line)  # the byte test skips parsing
+            found.extend(record for record in candidates if record.get("request_id") == request_id)
+        return found
+
+    async def _batches(self, *, follow: bool) -> AsyncIterator[list[bytes]]:
+        """The file's complete lines, a few MB at a time; with `follow`, then new ones as they are appended."""
         offset = 0
         while True:
             lines, offset = await asyncio.to_thread(self._lines_from, offset)
-            if not lines:
-                return found
-            candidates = (orjson.loads(line) for line in lines if needle in line)  # the byte test skips parsing
-            found.extend(record for record in candidates if record.get("request_id") == request_id)
+            if lines:
+                yield lines
+            elif follow:
+                await asyncio.sleep(FOLLOW_POLL_S)
+            else:
+                return
 
     async def last(self, count: int) -> list[Record]:
         newest: collections.deque[Record] = collections.deque(maxlen=count)
