@@ -89,22 +89,15 @@ class RedisStreamReader:
     async def read(self, *, since: float | None = None, until: float | None = None) -> AsyncIterator[Record]:
         """By record time (`ts`). A record enters the stream after it happened (long after, when it was
         replayed from the spool), so the scan starts a little before `since` and runs to the stream's end."""
-        start = start_id(since)
-        while True:
-            entries: Any = await self.client.xrange(self.key, start, "+", count=CHUNK)
-            for _, fields in entries:
-                record = orjson.loads(fields[RECORD_FIELD])
-                if in_range(record, since, until):
-                    yield record
-            if len(entries) < CHUNK:
-                return
-            start = "(" + entries[-1][0].decode()  # exclusive: after the last one seen
+        async for _, record in self._entries(since):
+            if in_range(record, since, until):
+                yield record
 
     async def follow(self, *, since: float | None = None) -> AsyncIterator[Record]:
         last = "0-0"
-        async for record in self._read_with_ids(since):
-            last, payload = record
-            yield payload
+        if since is not None:
+            async for last, record in self._entries(since):
+                yield record
         if last == "0-0":
             last = "$" if since is None else start_id(since)
         while True:
@@ -114,9 +107,8 @@ class RedisStreamReader:
                     last = entry_id.decode()
                     yield orjson.loads(fields[RECORD_FIELD])
 
-    async def _read_with_ids(self, since: float | None) -> AsyncIterator[tuple[str, Record]]:
-        if since is None:
-            return
+    async def _entries(self, since: float | None) -> AsyncIterator[tuple[str, Record]]:
+        """(stream id, record) from a little before `since` (or the start) to the stream's end, by chunks."""
         start = start_id(since)
         while True:
             entries: Any = await self.client.xrange(self.key, start, "+", count=CHUNK)
@@ -124,7 +116,7 @@ class RedisStreamReader:
                 yield entry_id.decode(), orjson.loads(fields[RECORD_FIELD])
             if len(entries) < CHUNK:
                 return
-            start = "(" + entries[-1][0].decode()
+            start = "(" + entries[-1][0].decode()  # exclusive: after the last one seen
 
     async def find(self, request_id: str, *, max_scan_s: float = 30.0) -> list[Record]:
         """Newest first, so recent exchanges come back at once (the byte test skips parsing the rest).
