@@ -20,6 +20,7 @@ from types import ModuleType
 REPO = Path(__file__).resolve().parent.parent
 CORPORA = REPO / "tests" / "policy" / "detectors"
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "tests"))  # the corpora's modules import tests/detection_support.py
 
 from gateway.policy.detectors import pii  # noqa: E402
 

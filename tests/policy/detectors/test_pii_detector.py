@@ -8,9 +8,10 @@ kinds are a multiset: two e-mail addresses in one text are ("EMAIL", "EMAIL").
 
 from __future__ import annotations
 
-from collections import Counter
 
 import pytest
+
+from detection_support import mistakes, score
 
 from gateway.policy.detectors import Finding
 from gateway.policy.detectors import pii
@@ -218,25 +219,8 @@ def make_detector() -> PiiDetector:
 
 
 def precision_recall(detector: PiiDetector, corpus: list[Case]) -> dict[str, tuple[int, int, int]]:
-    """(true positives, false positives, false negatives) per entity, counting kinds per text as multisets."""
-    counts = {entity: [0, 0, 0] for entity in PII_ENTITIES}
-    for text, expected in corpus:
-        want = Counter(expected)
-        got = Counter(finding.kind for finding in detector.find(text))
-        for entity in PII_ENTITIES:
-            counts[entity][0] += min(want[entity], got[entity])
-            counts[entity][1] += max(0, got[entity] - want[entity])
-            counts[entity][2] += max(0, want[entity] - got[entity])
-    return {entity: (tp, fp, fn) for entity, (tp, fp, fn) in counts.items()}
-
-
-def _mistakes(detector: PiiDetector, entity: str) -> list[tuple[str, tuple[str, ...], list[str]]]:
-    wrong = []
-    for text, expected in CORPUS:
-        got = [finding.kind for finding in detector.find(text)]
-        if Counter(k for k in got if k == entity) != Counter(k for k in expected if k == entity):
-            wrong.append((text, expected, got))
-    return wrong
+    """(true positives, false positives, false negatives) per entity (what detection_quality.py prints)."""
+    return score(detector, corpus, PII_ENTITIES)
 
 
 @pytest.mark.parametrize("entity", PII_ENTITIES)
@@ -251,7 +235,7 @@ def test_precision_and_recall_are_perfect_on_the_corpus(entity: str) -> None:
     detector = make_detector()
     tp, fp, fn = precision_recall(detector, CORPUS)[entity]
     assert tp > 0
-    assert (fp, fn) == (0, 0), _mistakes(detector, entity)
+    assert (fp, fn) == (0, 0), mistakes(detector, CORPUS, entity)
 
 
 def test_the_stdlib_fallback_finds_exactly_what_re2_finds(monkeypatch: pytest.MonkeyPatch) -> None:

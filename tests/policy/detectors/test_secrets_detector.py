@@ -16,6 +16,8 @@ from collections import Counter
 
 import pytest
 
+from detection_support import mistakes, score
+
 from gateway.policy.detectors import Finding
 from gateway.policy.detectors import pii
 from gateway.policy.detectors.secrets import SECRET_KINDS, SecretsDetector
@@ -371,25 +373,8 @@ def make_detector() -> SecretsDetector:
 
 
 def precision_recall(detector: SecretsDetector, corpus: list[Case]) -> dict[str, tuple[int, int, int]]:
-    """(true positives, false positives, false negatives) per kind, counting kinds per text as multisets."""
-    counts = {kind: [0, 0, 0] for kind in SECRET_KINDS}
-    for text, expected in corpus:
-        want = Counter(expected)
-        got = Counter(finding.kind for finding in detector.find(text))
-        for kind in SECRET_KINDS:
-            counts[kind][0] += min(want[kind], got[kind])
-            counts[kind][1] += max(0, got[kind] - want[kind])
-            counts[kind][2] += max(0, want[kind] - got[kind])
-    return {kind: (tp, fp, fn) for kind, (tp, fp, fn) in counts.items()}
-
-
-def _mistakes(detector: SecretsDetector, kind: str) -> list[tuple[str, tuple[str, ...], list[str]]]:
-    wrong = []
-    for text, expected in CORPUS:
-        got = [finding.kind for finding in detector.find(text)]
-        if Counter(k for k in got if k == kind) != Counter(k for k in expected if k == kind):
-            wrong.append((text, expected, got))
-    return wrong
+    """(true positives, false positives, false negatives) per kind (what detection_quality.py prints)."""
+    return score(detector, corpus, SECRET_KINDS)
 
 
 @pytest.mark.parametrize("kind", SECRET_KINDS)
@@ -404,7 +389,7 @@ def test_precision_and_recall_are_perfect_on_the_corpus(kind: str) -> None:
     detector = make_detector()
     tp, fp, fn = precision_recall(detector, CORPUS)[kind]
     assert tp > 0
-    assert (fp, fn) == (0, 0), _mistakes(detector, kind)
+    assert (fp, fn) == (0, 0), mistakes(detector, CORPUS, kind)
 
 
 def test_the_stdlib_fallback_finds_exactly_what_re2_finds(monkeypatch: pytest.MonkeyPatch) -> None:
