@@ -234,16 +234,22 @@ def _budget(section: Section) -> Budget:
 def _routing(section: Section) -> RoutingConfig:
     breaker = section.section("breaker")
     defaults = BreakerSettings()
-    settings = BreakerSettings(
-        failures=breaker.integer("failures", defaults.failures, minimum=1),
-        error_rate=breaker.number("error_rate", defaults.error_rate),
-        window_s=breaker.number("window_s", defaults.window_s, minimum=1),
-        min_requests=breaker.integer("min_requests", defaults.min_requests, minimum=1),
-        open_s=breaker.number("open_s", defaults.open_s, minimum=0.001),
-        max_open_s=breaker.number("max_open_s", defaults.max_open_s, minimum=0.001),
-    )
-    if not 0 < settings.error_rate <= 1:
-        breaker.fail("error_rate", f"must be above 0 and at most 1 (got {settings.error_rate:g})")
+    error_rate = breaker.number("error_rate", defaults.error_rate)
+    if not 0 < error_rate <= 1:
+        breaker.fail("error_rate", f"must be above 0 and at most 1 (got {error_rate:g})")
+    open_s = breaker.number("open_s", defaults.open_s, minimum=0.001)
+    try:
+        settings = BreakerSettings(
+            failures=breaker.integer("failures", defaults.failures, minimum=1),
+            error_rate=error_rate,
+            window_s=breaker.number("window_s", defaults.window_s, minimum=1),
+            min_requests=breaker.integer("min_requests", defaults.min_requests, minimum=1),
+            open_s=open_s,
+            # a ceiling below the first open time means "never back off further": the open time itself
+            max_open_s=max(breaker.number("max_open_s", defaults.max_open_s, minimum=0.001), open_s),
+        )
+    except ValueError as exc:  # what the value checks above cannot see (an infinite window, say)
+        breaker.fail(None, str(exc))
     breaker.finish()
     section.finish()
     return RoutingConfig(breaker=settings)

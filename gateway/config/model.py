@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -87,7 +88,12 @@ class ModelRoute:
 
 @dataclass(frozen=True, slots=True)
 class BreakerSettings:
-    """Per-target circuit breakers (one per provider/model, shared by every route that uses it)."""
+    """When a target's circuit breaker opens and for how long (one breaker per provider/model, per worker).
+
+    Consecutive failures catch a target that went down; the error rate catches one that fails a
+    share of requests while still answering some (which resets the consecutive count). `min_requests`
+    keeps a quiet target from opening on a handful of unlucky calls.
+    """
 
     failures: int = 5
     error_rate: float = 0.5
@@ -95,6 +101,20 @@ class BreakerSettings:
     min_requests: int = 20
     open_s: float = 30.0
     max_open_s: float = 300.0
+
+    def __post_init__(self) -> None:
+        if self.failures < 1:
+            raise ValueError(f"failures must be at least 1, got {self.failures}")
+        if not 0 < self.error_rate <= 1:
+            raise ValueError(f"error_rate must be in (0, 1], got {self.error_rate}")
+        if self.min_requests < 1:
+            raise ValueError(f"min_requests must be at least 1, got {self.min_requests}")
+        for name in ("window_s", "open_s", "max_open_s"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value > 0):
+                raise ValueError(f"{name} must be a finite number > 0, got {value}")
+        if self.max_open_s < self.open_s:
+            raise ValueError(f"max_open_s ({self.max_open_s}) must not be below open_s ({self.open_s})")
 
 
 LIMIT_DIMENSIONS = ("app", "tenant", "model")

@@ -18,7 +18,8 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+
+from gateway.config.model import BreakerSettings as BreakerConfig  # defined with the config: `routing.breaker`
 
 CLOSED = "closed"
 OPEN = "open"
@@ -26,37 +27,6 @@ HALF_OPEN = "half_open"
 
 _BUCKETS = 30
 """Ring size of the error-rate window: the default 30 s window gets one bucket per second."""
-
-
-@dataclass(frozen=True, slots=True)
-class BreakerConfig:
-    """When a target's breaker opens and for how long.
-
-    Consecutive failures catch a target that went down; the error rate catches one that fails a
-    share of requests while still answering some (which resets the consecutive count). `min_requests`
-    keeps a quiet target from opening on a handful of unlucky calls.
-    """
-
-    failures: int = 5
-    error_rate: float = 0.5
-    window_s: float = 30
-    min_requests: int = 20
-    open_s: float = 30
-    max_open_s: float = 300
-
-    def __post_init__(self) -> None:
-        if self.failures < 1:
-            raise ValueError(f"failures must be at least 1, got {self.failures}")
-        if not 0 < self.error_rate <= 1:
-            raise ValueError(f"error_rate must be in (0, 1], got {self.error_rate}")
-        if self.min_requests < 1:
-            raise ValueError(f"min_requests must be at least 1, got {self.min_requests}")
-        for name in ("window_s", "open_s", "max_open_s"):
-            value = getattr(self, name)
-            if not (math.isfinite(value) and value > 0):
-                raise ValueError(f"{name} must be a finite number > 0, got {value}")
-        if self.max_open_s < self.open_s:
-            raise ValueError(f"max_open_s ({self.max_open_s}) must not be below open_s ({self.open_s})")
 
 
 class _Window:

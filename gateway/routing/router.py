@@ -25,7 +25,7 @@ from gateway.errors import UnknownModel, UpstreamError, UpstreamRejected, Upstre
 from gateway.exchange import Attempt, Exchange
 from gateway.metrics import Metrics
 from gateway.providers.base import Provider, UpstreamCall, UpstreamStream
-from gateway.routing.breaker import BreakerConfig, CircuitBreaker
+from gateway.routing.breaker import CircuitBreaker
 from gateway.routing.retry import RetryPolicy
 from gateway.routing.switches import Snapshot
 
@@ -68,13 +68,9 @@ class Router:
         self._chance = chance
         self._retry = {name: retry_policy(route) for name, route in routes.items()}
         self._indexed = {name: tuple(enumerate(route.targets)) for name, route in routes.items()}
-        settings = BreakerConfig(
-            failures=breaker.failures, error_rate=breaker.error_rate, window_s=breaker.window_s,
-            min_requests=breaker.min_requests, open_s=breaker.open_s, max_open_s=max(breaker.max_open_s, breaker.open_s),
-        )
         self.switches: Snapshot = {}  # kill switches: replaced whole on every change (see switches.py)
         labels = {target.label for route in routes.values() for target in route.targets}
-        self.breakers = {label: CircuitBreaker(settings, on_change=self._breaker_changed(label)) for label in sorted(labels)}
+        self.breakers = {label: CircuitBreaker(breaker, on_change=self._breaker_changed(label)) for label in sorted(labels)}
         for label in self.breakers:
             metrics.breaker_state(label, "closed")
 
