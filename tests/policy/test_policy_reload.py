@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import signal
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -115,16 +117,27 @@ def test_serve_refuses_a_broken_bundle_at_start(tmp_path: Path) -> None:
     assert result.stderr.strip().count("\n") == 0 and "fruit.yaml:" in result.stderr
 
 
-def test_sighup_reloads_every_worker(tmp_path: Path) -> None:
+@contextmanager
+def two_workers_flagging_apples(tmp_path: Path) -> Iterator[tuple[GatewayProcess, Any, Path]]:
+    """`gateway serve --workers 2` with `reload: off` on a bundle that flags apples; yields the process,
+    what `sdk_client` needs to reach it, and the policy directory."""
     write_yaml(tmp_path / "gw.yaml", CONFIG % "")
     policies = write_policies(tmp_path / "policies", fruit=FLAG_APPLE)
     port = free_port()
     with GatewayProcess(tmp_path, "--config", "gw.yaml", "--port", str(port), "--workers", "2") as process:
         process.wait_ready(f"http://127.0.0.1:{port}", timeout=30)
-        gateway = local_gateway(port)
+        yield process, local_gateway(port), policies
+
+
+def every_worker_blocks_apples(gateway: Any) -> bool:
+    return all(decision_for(gateway, "apple") == "block" for _ in range(20))
+
+
+def test_sighup_reloads_every_worker(tmp_path: Path) -> None:
+    with two_workers_flagging_apples(tmp_path) as (process, gateway, policies):
         (policies / "fruit.yaml").write_text(policy_file("fruit", BLOCK_APPLE))
         process.process.send_signal(signal.SIGHUP)
-        wait_until(lambda: all(decision_for(gateway, "apple") == "block" for _ in range(20)), timeout=15, what="both workers to reload")
+        wait_until(lambda: every_worker_blocks_apples(gateway), timeout=15, what="both workers to reload")
 
 
 def test_signed_bundles_are_required_when_configured(tmp_path: Path) -> None:
@@ -152,14 +165,9 @@ def test_signed_bundles_are_required_when_configured(tmp_path: Path) -> None:
 
 
 def test_an_admin_reload_reaches_every_worker(tmp_path: Path) -> None:
-    write_yaml(tmp_path / "gw.yaml", CONFIG % "")
-    policies = write_policies(tmp_path / "policies", fruit=FLAG_APPLE)
-    port = free_port()
-    with GatewayProcess(tmp_path, "--config", "gw.yaml", "--port", str(port), "--workers", "2") as process:
-        process.wait_ready(f"http://127.0.0.1:{port}", timeout=30)
-        gateway = local_gateway(port)
+    with two_workers_flagging_apples(tmp_path) as (_, gateway, policies):
         (policies / "fruit.yaml").write_text(policy_file("fruit", BLOCK_APPLE))
         answer = raw_request(f"{gateway.url}/admin/policies/reload", b"")  # reaches one worker...
         assert answer.status == 200 and answer.json()["changed"] is True
         # ...which asks the supervisor to reload the others (reload: off, so nothing else would)
-        wait_until(lambda: all(decision_for(gateway, "apple") == "block" for _ in range(20)), timeout=15, what="every worker on the new version")
+        wait_until(lambda: every_worker_blocks_apples(gateway), timeout=15, what="every worker on the new version")
