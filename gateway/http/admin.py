@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import signal
 import time
+from collections.abc import Awaitable, Callable
 
 import orjson
 
@@ -22,6 +23,8 @@ from gateway.policy.policy_set import PolicySet
 from gateway.policy.reloader import PolicyReloader
 from gateway.routing.switches import Switch, SwitchStore
 
+Handler = Callable[[web.Request], Awaitable[web.Response]]
+
 SUPERVISOR_ENV = "GATEWAY_SUPERVISOR_PID"  # set by the supervisor: reloads must reach every worker
 
 
@@ -34,13 +37,25 @@ class AdminHandlers:
 
     def routes(self) -> list[web.RouteDef]:
         return [
-            web.get("/admin/policies", self.policies),
-            web.post("/admin/policies/reload", self.reload),
-            web.get("/admin/audit/{request_id}", self.audit_record),
-            web.get("/admin/routes", self.routes_state),
-            web.post("/admin/routes/{model}/targets/{index}/disable", self.disable_target),
-            web.post("/admin/routes/{model}/targets/{index}/enable", self.enable_target),
+            web.get("/admin/policies", self._guard(self.policies, "admin")),
+            web.post("/admin/policies/reload", self._guard(self.reload, "admin")),
+            web.get("/admin/audit/{request_id}", self._guard(self.audit_record, "admin", "auditor")),
+            web.get("/admin/routes", self._guard(self.routes_state, "admin")),
+            web.post("/admin/routes/{model}/targets/{index}/disable", self._guard(self.disable_target, "admin")),
+            web.post("/admin/routes/{model}/targets/{index}/enable", self._guard(self.enable_target, "admin")),
         ]
+
+    def _guard(self, handler: Handler, *roles: str) -> Handler:
+        """The handler behind its role check; any GatewayError it raises becomes the OpenAI-shaped answer."""
+
+        async def guarded(request: web.Request) -> web.Response:
+            try:
+                self._authorize(request, *roles)
+                return await handler(request)
+            except GatewayError as error:
+                return request_error(request, self.pipeline, error)
+
+        return guarded
 
     def _authorize(self, request: web.Request, *roles: str) -> None:
         principal = self.pipeline.auth.authenticate(request.headers)
@@ -49,10 +64,6 @@ class AdminHandlers:
 
     async def policies(self, request: web.Request) -> web.Response:
         """The live bundle: version, signer, and each policy with its rules (no patterns, no tests)."""
-        try:
-            self._authorize(request, "admin")
-        except GatewayError as error:
-            return request_error(request, self.pipeline, error)
         engine = self.pipeline.policy
         live = self.reloader.live
         body: dict[str, object] = {
@@ -67,10 +78,6 @@ class AdminHandlers:
 
     async def reload(self, request: web.Request) -> web.Response:
         """Reload now. The answer is this worker's result; the supervisor passes it on to the others."""
-        try:
-            self._authorize(request, "admin")
-        except GatewayError as error:
-            return request_error(request, self.pipeline, error)
         result = await self.reloader.reload(reason="admin request", actor=_actor(request))
         supervisor = os.environ.get(SUPERVISOR_ENV)
         if supervisor and result.ok:
@@ -81,10 +88,6 @@ class AdminHandlers:
 
     async def audit_record(self, request: web.Request) -> web.Response:
         """One exchange reconstructed: every record with its request id (the exchange, reviews), oldest first."""
-        try:
-            self._authorize(request, "admin", "auditor")
-        except GatewayError as error:
-            return request_error(request, self.pipeline, error)
         request_id = request.match_info["request_id"]
         records = list(unique(await self.audit.find(request_id)))
         if not records:
@@ -95,10 +98,6 @@ class AdminHandlers:
 
     async def routes_state(self, request: web.Request) -> web.Response:
         """Every route's targets: weight, circuit breaker, and kill switch (who disabled it, why, since when)."""
-        try:
-            self._authorize(request, "admin")
-        except GatewayError as error:
-            return request_error(request, self.pipeline, error)
         router = self.pipeline.router
         routes = {
             name: [
@@ -122,12 +121,8 @@ class AdminHandlers:
     async def _switch(self, request: web.Request, *, disable: bool) -> web.Response:
         """Flip a kill switch: stored (every worker and instance follows within a second), applied here at
         once, and audited with who did it and why."""
-        try:
-            self._authorize(request, "admin")
-            model, index, label = self._target_of(request)
-            reason = await _reason(request, required=disable)
-        except GatewayError as error:
-            return request_error(request, self.pipeline, error)
+        model, index, label = self._target_of(request)
+        reason = await _reason(request, required=disable)
         actor = _actor(request)
         if disable:
             await self.switches.disable(Switch(model, index, label, reason, actor, time.time()))
