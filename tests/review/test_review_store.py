@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
+from gateway.review.redis_store import RedisReviewStore
 from gateway.review.store import (
     LocalReviewStore,
-    RedisReviewStore,
     ReviewConflict,
     ReviewItem,
     ReviewNotFound,
@@ -41,13 +41,13 @@ async def make_store(request: pytest.FixtureRequest) -> AsyncIterator[StoreFacto
     """Builds stores of the parametrized kind; Redis ones of one test share its prefix (like instances)."""
     opened: list[ReviewStore] = []
 
-    def factory(max_deliveries: int = 5) -> ReviewStore:
+    def factory(max_deliveries: int = 5, retention_s: float = 3600.0) -> ReviewStore:
         store: ReviewStore
         if request.param == "local":
-            store = LocalReviewStore(max_deliveries)
+            store = LocalReviewStore(max_deliveries, retention_s=retention_s)
         else:
             server: RedisServer = request.getfixturevalue("redis_server")
-            store = RedisReviewStore(server.url, request.getfixturevalue("redis_prefix"), max_deliveries)
+            store = RedisReviewStore(server.url, request.getfixturevalue("redis_prefix"), max_deliveries, retention_s=retention_s)
         opened.append(store)
         return store
 
@@ -321,6 +321,64 @@ async def test_forget_content_only_after_the_review(store: ReviewStore) -> None:
     assert "content" not in after.decision and after.decision["decision"] == "edit"
 
 
+async def test_an_allowed_review_is_resumed_once_and_keeps_its_result(store: ReviewStore) -> None:
+    created = item()
+    await store.create(created)
+    with pytest.raises(ReviewConflict, match="may not go on"):
+        await store.begin_resume(created.id, "gw-1", 30)  # still pending
+    await store.decide(created.id, "ann", "edit", comment="trimmed", content="hello")
+    taken = await store.begin_resume(created.id, "gw-1", 30)
+    assert taken is not None and taken.resumed_by == "gw-1" and taken.decision is not None and taken.decision["content"] == "hello"
+    assert await store.begin_resume(created.id, "gw-2", 30) is None  # a live lease: nobody else calls the provider
+    await store.save_result(created.id, {"status": 200, "body": {"choices": []}})
+    done = await store.get(created.id)
+    assert done is not None and done.result == {"status": 200, "body": {"choices": []}}
+    assert done.content == {} and done.decision is not None and "content" not in done.decision  # held content dropped
+    assert await store.begin_resume(created.id, "gw-2", 30) is None  # it has its result
+
+
+async def test_a_lapsed_resume_lease_is_taken_over(store: ReviewStore) -> None:
+    created = item()
+    await store.create(created)
+    await store.decide(created.id, "ann", "approve")
+    assert await store.begin_resume(created.id, "gw-1", LEASE_S) is not None
+    await asyncio.sleep(LEASE_S + 0.1)  # gw-1 died mid-call
+    again = await store.begin_resume(created.id, "gw-2", 30)
+    assert again is not None and again.resumed_by == "gw-2"
+
+
+async def test_rejected_and_blocked_reviews_are_never_resumed(store: ReviewStore) -> None:
+    rejected, blocked, allowed = item(), item(deadline_in=0.05), item(deadline_in=0.05, on_timeout="allow")
+    for created in (rejected, blocked, allowed):
+        await store.create(created)
+    await store.decide(rejected.id, "ann", "reject")
+    await asyncio.sleep(0.1)
+    await store.expire_due(time.time())
+    for refused in (rejected, blocked):
+        with pytest.raises(ReviewConflict, match="may not go on"):
+            await store.begin_resume(refused.id, "gw-1", 30)
+        with pytest.raises(ReviewConflict, match="may not go on"):
+            await store.save_result(refused.id, {"status": 200})
+    assert await store.begin_resume(allowed.id, "gw-1", 30) is not None  # expired with on_timeout: allow
+    with pytest.raises(ReviewNotFound):
+        await store.begin_resume("nope", "gw-1", 30)
+
+
+async def test_final_items_are_deleted_after_retention(make_store: StoreFactory) -> None:
+    store = make_store(retention_s=1.0)
+    decided, expired, live = item(), item(deadline_in=0.05), item()
+    for created in (decided, expired, live):
+        await store.create(created)
+    await store.decide(decided.id, "ann", "approve")
+    await asyncio.sleep(0.1)
+    await store.expire_due(time.time())
+    await asyncio.sleep(1.2)
+    await store.expire_due(time.time())
+    assert await store.get(decided.id) is None and await store.get(expired.id) is None
+    assert await store.get(live.id) is not None  # retention counts from the end of a review only
+    assert [found.id for found in await store.list()] == [live.id]
+
+
 async def test_depth_per_queue(store: ReviewStore) -> None:
     assert await store.depth() == {}
     old = item("security", created=time.time() - 30)
@@ -401,3 +459,12 @@ async def test_redis_concurrent_claims_exactly_one_wins(redis_pair: tuple[RedisR
     assert sorted(type(outcome).__name__ for outcome in outcomes) == ["ReviewConflict", "ReviewItem"]
     stored = await second.get(created.id)
     assert stored is not None and stored.deliveries == 1
+
+
+async def test_redis_concurrent_resumes_exactly_one_wins(redis_pair: tuple[RedisReviewStore, RedisReviewStore]) -> None:
+    first, second = redis_pair
+    created = item()
+    await first.create(created)
+    await first.decide(created.id, "ann", "approve")
+    outcomes = await asyncio.gather(first.begin_resume(created.id, "gw-1", 30), second.begin_resume(created.id, "gw-2", 30))
+    assert sorted(outcome is None for outcome in outcomes) == [False, True]
