@@ -7,8 +7,11 @@
     ├── NotFound                 404  no such endpoint
     ├── AuthenticationFailed     401  missing, invalid or expired credentials
     ├── Forbidden                403  authenticated, but without the role an endpoint needs
+    ├── Conflict                 409  the target's state forbids it (a review already decided or claimed)
     ├── PolicyViolation          403  a rule blocked the exchange (code = rule id)
-    │   └── ReviewTimeout        403  a rule escalated and no reviewer decided in time (review_timeout)
+    │   ├── ReviewPending        403  a rule escalated; the review is open (review_pending, review_id set)
+    │   ├── ReviewRejected       403  a reviewer rejected it (review_rejected)
+    │   └── ReviewTimeout        403  the review's deadline passed with on_timeout: block (review_timeout)
     ├── RateLimited              429  limits and budgets (retry-after)
     ├── ServiceUnavailable       503  the gateway itself cannot take the exchange (audit backlog full)
     └── UpstreamError            502  every target failed (code says how)
@@ -109,10 +112,26 @@ class Forbidden(GatewayError):
     default_code = "forbidden"
 
 
+class Conflict(GatewayError):
+    status = 409
+    type = "conflict_error"
+    default_code = "conflict"
+
+
 class PolicyViolation(GatewayError):
     status = 403
     type = "policy_violation"
     default_code = "policy_violation"
+
+
+class ReviewPending(PolicyViolation):
+    type = "review_pending"
+    default_code = "review_pending"
+
+
+class ReviewRejected(PolicyViolation):
+    type = "review_rejected"
+    default_code = "review_rejected"
 
 
 class ReviewTimeout(PolicyViolation):

@@ -6,10 +6,11 @@ Mutation rights (each stage writes only its own fields; everything else is read-
 | ---------------- | -------------------------------------------------------------------- |
 | http front       | request_id, endpoint, body, body_bytes, model, stream, started       |
 | auth             | principal                                                            |
-| admission        | limit_headers, limit_keys                                            |
+| admission        | limit_headers, limit_keys; incident switches: decisions, decision, fell_back |
 | request policy   | body (redaction), decisions, decision, degraded, redactions          |
 | router           | route, attempts, target, upstream_s, fell_back                       |
 | response policy  | decisions, decision, degraded (and the reply it is handed)           |
+| review           | review, body (an edit), decision                                     |
 | relay            | usage, stream_chunks, stream_parts, stopped                          |
 | finish           | http_status, outcome, error                                          |
 
@@ -89,6 +90,9 @@ class Decision:
     verdict: str = ""
     detail: str = ""
     latency_us: float = 0.0
+    # A staged rule's step (`monitor_until`, `rollout`, `enforce`; gateway/policy/stages.py); "" for every
+    # other rule, and then left out of the audit record, whose decisions keep their shape.
+    step: str = ""
 
 
 @dataclass(slots=True)
@@ -125,6 +129,7 @@ class Exchange:
     limit_headers: dict[str, str] | None = None  # x-ratelimit-* for the response (admission)
     limit_keys: tuple[tuple[str, int], ...] = ()  # token counters to charge once usage is known (admission)
     stopped: GatewayError | None = None  # a response rule ended the stream midway
+    review: dict[str, Any] | None = None  # the review an escalate rule opened: {id, queue, decision, reviewer, comment}
     http_status: int = 0
     outcome: str = "pending"
     error: GatewayError | None = None

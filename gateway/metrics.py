@@ -33,6 +33,9 @@ OVERHEAD_BUCKETS = (0.0001, 0.00025, 0.0005, 0.00075, 0.001, 0.0025, 0.005, 0.01
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
 _INF = float("inf")
 BREAKER_STATES = {"closed": 0, "half_open": 1, "open": 2}
+# A human decides in seconds to hours.
+REVIEW_BUCKETS = (1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600, 7200, 21600, 86400)
+REVIEW_DEPTH_STATES = ("pending", "claimed", "dead")
 
 
 class _HistogramBuffer:
@@ -156,7 +159,33 @@ class Metrics:
         )
         self.breaker_states = Gauge(
             "gateway_circuit_breaker_state", "Circuit breaker of each target: 0 closed, 1 half-open, 2 open.",
-            ["target"], multiprocess_mode="max", registry=registry,
+            ["target"], multiprocess_mode="livemax", registry=registry,
+        )
+        self.incident_switches = Gauge(
+            "gateway_incident_switch", "1 while an operator's incident switch is on (scope: global or app:NAME; action: block or fallback).",
+            ["scope", "action"], multiprocess_mode="livemax", registry=registry,
+        )
+        self.reviews_opened = Counter(
+            "gateway_reviews_opened_total", "Exchanges escalated to a human review queue, by queue and phase.",
+            ["queue", "phase"], registry=registry,
+        )
+        self.review_decisions = Counter(
+            "gateway_review_decisions_total",
+            "Reviews that ended: approve, reject, edit, or timeout_block / timeout_allow (on_timeout applied).",
+            ["queue", "decision"], registry=registry,
+        )
+        self.review_time_to_decision = Histogram(
+            "gateway_review_time_to_decision_seconds", "From escalation to the end of the review, by queue.",
+            ["queue"], buckets=REVIEW_BUCKETS, registry=registry,
+        )
+        # Every worker reads the same shared queue, so the instance's value is any worker's (the freshest).
+        self.review_queue_depth = Gauge(
+            "gateway_review_queue_depth", "Reviews waiting in each queue, by state (pending, claimed, dead).",
+            ["queue", "state"], multiprocess_mode="livemax", registry=registry,
+        )
+        self.review_oldest_pending = Gauge(
+            "gateway_review_oldest_pending_seconds", "Age of the oldest pending review in each queue.",
+            ["queue"], multiprocess_mode="livemax", registry=registry,
         )
         self.in_flight = 0
         self._counts: defaultdict[tuple[Counter, tuple[str, ...]], int] = defaultdict(int)
@@ -224,6 +253,10 @@ class Metrics:
         """A breaker changed state (rare: published at once)."""
         self.breaker_states.labels(target).set(BREAKER_STATES[state])
 
+    def incident_switch(self, scope: str, action: str, on: bool) -> None:
+        """An incident switch went on or off (rare: published at once)."""
+        self.incident_switches.labels(scope, action).set(1 if on else 0)
+
     def audit_backlogged_exchange(self) -> None:
         self._counts[(self.audit_backlogged, ())] += 1
 
@@ -238,6 +271,20 @@ class Metrics:
         self.audit_queue_depth.set(queue_depth)
         self.audit_spool_bytes.set(spool_bytes)
         self.audit_backend_up.set(1 if backend_up else 0)
+
+    def review_opened(self, queue: str, phase: str) -> None:
+        self.reviews_opened.labels(queue, phase).inc()  # rare: published at once, like the rest of the review queue
+
+    def review_ended(self, queue: str, decision: str, seconds: float) -> None:
+        self.review_decisions.labels(queue, decision).inc()
+        self.review_time_to_decision.labels(queue).observe(max(seconds, 0.0))
+
+    def review_depth(self, depths: dict[str, dict[str, float]]) -> None:
+        """The queues' state as the store reports it (the review sweeper, every few seconds)."""
+        for queue, depth in depths.items():
+            for state in REVIEW_DEPTH_STATES:
+                self.review_queue_depth.labels(queue, state).set(depth.get(state, 0.0))
+            self.review_oldest_pending.labels(queue).set(depth.get("oldest_pending_s", 0.0))
 
     def _observe(self, histogram: Histogram, label: str, bounds: tuple[float, ...], value: float) -> None:
         buffer = self._histograms.get((histogram, label))

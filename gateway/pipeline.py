@@ -3,13 +3,15 @@
     auth -> admission (audit, route, rate limits, budgets) -> request policy -> upstream (router)
          -> response policy -> finish (audit record, metrics, token charges)
 
-A policy verdict is acted on here, in one place (`_enforce`): allow, flag and redact go on; fallback
-re-routes once through the router; block and escalate stop with the documented error.
+A policy verdict is acted on here, in one place (`_act`): allow, flag and redact go on; fallback
+re-routes once through the router; block stops with the documented error; escalate parks the exchange in
+the review queue and goes on, or stops, as the review decides (`_escalate`).
 
 Each stage is a component with one job, handed in by the app factory; this module only sequences them
 and keeps the Exchange's bookkeeping (timings, usage, outcome). A stage stops the exchange by raising a
 `GatewayError`; `finish()` turns whatever happened into one audit record and one set of metrics.
-Review (escalate, park, resume) joins here as the outcome of the policy stages.
+An exchange whose review ends after its request stopped waiting is carried out later, for the app's
+poll of `GET /v1/reviews/{id}` (`carry_out`).
 """
 
 from __future__ import annotations
@@ -25,14 +27,17 @@ from multidict import CIMultiDictProxy
 from gateway.audit.record import RecordBuilder
 from gateway.audit.writer import AuditSink
 from gateway.auth import Authenticator
-from gateway.errors import GatewayError, PolicyViolation, ReviewTimeout, ServiceUnavailable
-from gateway.exchange import Endpoint, Exchange, Usage
+from gateway.errors import GatewayError, PolicyViolation, ReviewPending, ServiceUnavailable
+from gateway.exchange import Endpoint, Exchange, Principal, Usage
 from gateway.ids import IdGenerator
 from gateway.limits.limiter import Limiter
 from gateway.metrics import Metrics
 from gateway.policy.engine import ALLOW, PolicyEngine, StreamBlocked, StreamGuard, Verdict
 from gateway.providers.base import StreamEvent, UpstreamStream
 from gateway.providers.sse import DONE_EVENT, encode_event
+from gateway.review.service import ReviewService, outcome_error, reviewed_body
+from gateway.review.store import ReviewItem
+from gateway.routing.incidents import IncidentGate
 from gateway.routing.router import Router
 
 
@@ -49,6 +54,8 @@ class Pipeline:
         *,
         audit_fail_open: bool,
         limiter: Limiter | None = None,
+        incidents: IncidentGate | None = None,
+        reviews: ReviewService | None = None,
     ) -> None:
         self.auth = auth
         self.policy = policy  # one reference, swapped whole on policy reload
@@ -59,6 +66,8 @@ class Pipeline:
         self.ids = ids
         self._audit_fail_open = audit_fail_open
         self.limiter = limiter if limiter is not None and limiter.active else None
+        self.reviews = reviews  # the review queue for escalate rules; without it, escalate blocks
+        self.incidents = incidents if incidents is not None else IncidentGate(router, metrics)  # operators' incident switches
 
     # -- request phase --------------------------------------------------------------------------------
     def identify(self, exchange: Exchange, headers: CIMultiDictProxy[str]) -> None:
@@ -72,6 +81,7 @@ class Pipeline:
                 raise ServiceUnavailable("The audit trail is not accepting records; refusing new requests.", code="audit_unavailable")
             self.metrics.audit_backlogged_exchange()  # `on_unavailable: open`: served, and counted
         self.router.resolve(exchange)
+        self.incidents.admit(exchange)  # an operator's block (503) or forced fallback, before limits, policy, provider
         if self.limiter is not None:
             await self.limiter.admit(exchange)  # rate limits and budgets: 429 before any check or provider
         policy = self.policy
@@ -82,10 +92,18 @@ class Pipeline:
             verdict = await policy.check_request(exchange)
         finally:
             exchange.policy_s += time.perf_counter() - started
+        exchange.body = await self._act(exchange, verdict, "request", exchange.body)
+
+    async def _act(self, exchange: Exchange, verdict: Verdict, phase: str, held: dict[str, Any]) -> dict[str, Any]:
+        """Act on a phase's verdict; returns what goes on (`held`: the request body or the reply, as a
+        reviewer's edit may have changed it)."""
+        if verdict.action == "escalate" and verdict.rule is not None and self.reviews is not None:
+            return await self._escalate(exchange, verdict, phase, held)
         self._enforce(exchange, verdict)
+        return held
 
     def _enforce(self, exchange: Exchange, verdict: Verdict) -> None:
-        """Act on a phase's verdict: go on, re-route once (fallback), or stop with the documented error."""
+        """Go on, re-route once (fallback), or stop with the documented error."""
         rule = verdict.rule
         if verdict.action in GOING_ON or rule is None:
             return
@@ -96,6 +114,51 @@ class Pipeline:
         exchange.decision = "escalate" if verdict.action == "escalate" else "block"
         raise violation(verdict)
 
+    async def _escalate(self, exchange: Exchange, verdict: Verdict, phase: str, held: dict[str, Any]) -> dict[str, Any]:
+        """Park the exchange for a human and wait up to the rule's `wait_s`. An allowed review goes on here
+        (carried out by this request, which the app is waiting on); anything else stops with its error."""
+        assert self.reviews is not None and verdict.rule is not None
+        exchange.decision = "escalate"
+        content = {"request": exchange.body} if phase == "request" else {"request": exchange.body, "reply": held}
+        item = await self.reviews.hold(exchange, verdict.rule, phase, content)
+        error = outcome_error(item)
+        if error is None and not await self.reviews.take(item, self.records.instance):
+            error = ReviewPending(f"The reviewed request is being carried out for GET /v1/reviews/{item.id}; fetch it there.", review_id=item.id)
+        if error is not None:
+            raise error
+        assert exchange.review is not None
+        exchange.review["waited"] = True  # this request carries it out: the review's result is "delivered"
+        return reviewed_body(item, held, phase)
+
+    async def carry_out(self, item: ReviewItem) -> dict[str, Any]:
+        """An allowed review's exchange, for the app's later `GET /v1/reviews/{id}`: the held reply, or the
+        held request sent now (non-streamed; limits and response rules apply as to any request)."""
+        if item.phase == "response":
+            return {"status": 200, "body": reviewed_body(item, item.content["reply"], "response")}
+        request = reviewed_body(item, item.content["request"], "request")
+        exchange = Exchange(item.request_id, Endpoint(item.content["endpoint"]))
+        exchange.body = {key: value for key, value in request.items() if key not in ("stream", "stream_options")}
+        exchange.body_bytes = len(orjson.dumps(exchange.body))
+        exchange.model = str(exchange.body.get("model", ""))
+        principal = item.principal
+        exchange.principal = Principal(app=principal.get("app") or "anonymous", tenant=principal.get("tenant"), sub=principal.get("sub"))
+        decided = item.decision or {}
+        exchange.review = {
+            "id": item.id, "queue": item.queue, "decision": decided.get("decision") or f"timeout_{item.on_timeout}",
+            "reviewer": decided.get("reviewer"), "comment": decided.get("comment", ""), "carried_out": True,
+        }
+        exchange.decision = "escalate"
+        try:
+            self.router.resolve(exchange)
+            if self.limiter is not None:
+                await self.limiter.admit(exchange)
+            payload = await self.complete(exchange)
+        except GatewayError as error:
+            self.finish(exchange, error.status, "blocked" if isinstance(error, PolicyViolation) else "error", error)
+            return {"status": error.status, "body": error.payload(exchange.request_id)}
+        self.finish(exchange, 200, "ok")
+        return {"status": 200, "body": orjson.loads(payload)}
+
     # -- upstream and response phase --------------------------------------------------------------------
     async def complete(self, exchange: Exchange) -> bytes:
         """A non-streamed exchange: the checked reply, serialised once."""
@@ -105,7 +168,7 @@ class Pipeline:
             self._enforce(exchange, verdict)  # re-routes; the fallback's reply is checked like any other
             reply = await self.router.send(exchange)
             verdict = await self._check_response(exchange, reply)
-        self._enforce(exchange, verdict)
+        reply = await self._act(exchange, verdict, "response", reply)
         exchange.usage = _usage_of(reply)
         payload = orjson.dumps(reply)
         exchange.response_body = payload
@@ -175,8 +238,16 @@ class Pipeline:
                     exchange.policy_s += time.perf_counter() - started
         except StreamBlocked as blocked:
             error = violation(blocked.verdict)
+            if blocked.verdict.action == "escalate" and blocked.release is not None and self.reviews is not None:
+                try:  # a `stream: buffer` rule escalated: nothing was sent yet; the review decides what is
+                    reply = await self._escalate(exchange, blocked.verdict, "response", _completion(exchange, first, blocked.reply))
+                    reviewed = blocked.release(reply)
+                    yield b"".join([self._relayed(exchange, event) for event in (*last, *reviewed)]) + DONE_EVENT
+                    return
+                except GatewayError as refused:
+                    error = refused
             exchange.stopped = error
-            exchange.decision = "block"
+            exchange.decision = "escalate" if blocked.verdict.action == "escalate" else "block"
             released = b"".join([self._relayed(exchange, event) for event in (*last, *blocked.released)])
             yield released + encode_event(_content_filter_chunk(exchange, first)) + b"data: " + error.body(exchange.request_id) + b"\n\n" + DONE_EVENT
             return
@@ -220,6 +291,8 @@ class Pipeline:
         exchange.error = error
         if self.limiter is not None and any(attempt.status == 200 for attempt in exchange.attempts):
             self.limiter.charge(exchange)  # tokens, from the provider's usage (queued, never awaited)
+        if exchange.review is not None and exchange.review.get("waited") and self.reviews is not None:
+            self.reviews.delivered(exchange.review["id"], status)
         self.audit.submit(self.records.exchange_record(exchange, self.policy.version))
         self.metrics.exchange_finished(
             endpoint=exchange.endpoint.value if exchange.endpoint else "other",
@@ -241,13 +314,6 @@ def violation(verdict: Verdict) -> GatewayError:
     rule = verdict.rule
     if rule is None:
         return PolicyViolation("Blocked by policy.")
-    if verdict.action == "escalate":
-        # The review queue is not part of this version: an escalated exchange is never let through
-        # unreviewed; it ends as a review that could not be decided in time.
-        return ReviewTimeout(
-            rule.message or f"This request needs human review (rule {rule.id}), and no review queue is available to take it.",
-            code=rule.id, policy=rule.policy, rule=rule.id,
-        )
     message = rule.message or f"Blocked by policy {rule.policy}, rule {rule.id}."
     return PolicyViolation(message, code=rule.id, policy=rule.policy, rule=rule.id)
 
@@ -263,6 +329,21 @@ def _content_filter_chunk(exchange: Exchange, first: StreamEvent | None) -> Stre
         kind = "chat.completion.chunk"
     return {"id": first.get("id", exchange.request_id), "object": kind, "created": first.get("created", int(exchange.ts)),
             "model": first.get("model", exchange.model), "choices": [choice]}
+
+
+def _completion(exchange: Exchange, first: StreamEvent | None, reply: dict[str, Any] | None) -> dict[str, Any]:
+    """A buffered stream's reply as the non-streamed completion it stands for: what a reviewer judges, and
+    what an app fetches once the review allows it."""
+    first = first or {}
+    completions = exchange.endpoint is Endpoint.COMPLETIONS
+    choices = []
+    for choice in (reply or {}).get("choices") or ():
+        if completions:
+            choices.append({"index": choice["index"], "text": choice.get("text", ""), "finish_reason": "stop"})
+        else:
+            choices.append({"index": choice["index"], "message": choice["message"], "finish_reason": "stop"})
+    return {"id": first.get("id", exchange.request_id), "object": "text_completion" if completions else "chat.completion",
+            "created": first.get("created", int(exchange.ts)), "model": first.get("model", exchange.model), "choices": choices}
 
 
 def _usage_of(reply: dict[str, Any]) -> Usage | None:

@@ -151,6 +151,24 @@ def get(url: str, *, timeout: float = 10.0) -> RawResponse:
     return raw_request(url, method="GET", timeout=timeout)
 
 
+# -- the command line, in process -------------------------------------------------------------------------
+def cli_run(capsys: Any, *args: str) -> tuple[int, str, str]:
+    """`gateway ARGS...` through `gateway.cli.main`: exit code, stdout, stderr."""
+    from gateway.cli import main  # noqa: PLC0415 - only the CLI tests need it
+
+    code = main(list(args))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def one_line(err: str) -> str:
+    """A failure's stderr: exactly one `gateway: ...` line, no traceback."""
+    assert "Traceback" not in err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("gateway: "), err
+    return lines[0]
+
+
 # -- gateway processes ----------------------------------------------------------------------------------
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:

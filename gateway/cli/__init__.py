@@ -10,9 +10,10 @@ import sys
 from collections.abc import Sequence
 
 from gateway import __version__
-from gateway.cli import audit, auth, policy, serve
+from gateway.cli import audit, auth, incident, policy, review, serve
 from gateway.cli.audit import AuditCommandFailed
 from gateway.cli.policy import CommandFailed
+from gateway.cli.remote import RemoteFailed
 from gateway.config import ConfigError
 from gateway.policy.compiler import BundleRejected
 
@@ -25,6 +26,8 @@ def build_parser() -> argparse.ArgumentParser:
     policy.register(commands)
     audit.register(commands)
     auth.register(commands)
+    incident.register(commands)
+    review.register(commands)
     return parser
 
 
@@ -32,7 +35,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.run(args) or 0)
-    except (ConfigError, CommandFailed, AuditCommandFailed, BundleRejected) as exc:
+    except (ConfigError, CommandFailed, AuditCommandFailed, BundleRejected, RemoteFailed) as exc:
         print(f"gateway: {exc}", file=sys.stderr)
         return 1
     except OSError as exc:

@@ -125,7 +125,7 @@ def one_line(record: Record) -> str:
     kind = record.get("kind", "?")
     if kind != "exchange":
         event = record.get("event") or {}
-        summary = " ".join(f"{key}={event[key]}" for key in ("reason", "actor", "ok", "error") if key in event and event[key] is not None)
+        summary = " ".join(f"{key}={event[key]}" for key in ("action", "scope", "model", "reason", "actor", "ok", "error") if key in event and event[key] is not None)
         return f"{when}  {kind:<15} {record.get('outcome', '')}  {summary}"
     principal = record.get("principal") or {}
     fired = ",".join(f"{d.get('rule')}:{d.get('verdict')}" for d in record.get("decisions") or ())
@@ -187,7 +187,7 @@ def describe(record: Record) -> str:
         for decision in record.get("decisions") or ():
             lines.append(
                 f"  decision   {decision.get('phase')}: {decision.get('policy')}/{decision.get('rule')} -> {decision.get('verdict')}"
-                f" ({decision.get('mode')}) {decision.get('detail') or ''}".rstrip()
+                f" ({decision.get('mode')}{', step ' + str(decision['step']) if decision.get('step') else ''}) {decision.get('detail') or ''}".rstrip()
             )
         for attempt in record.get("route") or ():
             lines.append(f"  attempt    {attempt.get('target')} status={attempt.get('status')} {attempt.get('latency_ms')}ms" + (f" error={attempt['error']}" if attempt.get("error") else ""))

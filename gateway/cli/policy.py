@@ -24,6 +24,7 @@ from gateway.policy.compiler import BundleRejected, CompiledBundle, compile_bund
 from gateway.policy.diff import describe, diff_bundles
 from gateway.policy.explain import explain
 from gateway.policy.schema import policy_schema
+from gateway.policy.stages import parse_instant
 from gateway.policy.suite import run_suite
 
 
@@ -50,6 +51,8 @@ def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type
     explain_parser.add_argument("--request", required=True, help="a JSON request body (or - for stdin)")
     explain_parser.add_argument("--route", default="/v1/chat/completions", choices=[f"/v1/{e.value}" for e in Endpoint])
     explain_parser.add_argument("--app", default="anonymous", help="the calling app, for match.apps")
+    explain_parser.add_argument("--request-id", help="the request id, which picks staged rules' rollout side (default: a fresh one)")
+    explain_parser.add_argument("--at", help="the time of the request (RFC 3339, e.g. 2025-07-01T00:00:00Z), for staged rules' until (default: now)")
     explain_parser.add_argument("--format", choices=("text", "json"), default="text")
     action("schema", "print the JSON Schema of the policy format (for editors)", _schema, directory=False)
     difference = action("diff", "rules added, removed and changed between two bundles (for change review)", _diff, directory=False)
@@ -119,19 +122,32 @@ def _explain(args: argparse.Namespace) -> int:
     if not isinstance(request, dict) or not isinstance(request.get("model"), str):
         raise CommandFailed(f"{args.request}: must be a JSON object with a model")
     endpoint = Endpoint(args.route.removeprefix("/v1/"))
-    result = asyncio.run(explain(compiled.policies, endpoint, request, Principal(app=args.app)))
+    try:
+        at = parse_instant(args.at) if args.at is not None else None
+    except ValueError as exc:
+        raise CommandFailed(f"--at {exc}") from None
+    result = asyncio.run(explain(compiled.policies, endpoint, request, Principal(app=args.app), request_id=args.request_id, at=at))
     if args.format == "json":
         print(json.dumps(result, indent=2))
         return 0
     print(f"policy version {result['policy_version']}")
+    if any(rule["step"] for rule in result["rules"]):
+        print(f"request id {result['request_id']} at {result['at']} (staged rules depend on both)")
     for rule in result["rules"]:
         state = "FIRES" if rule["fired"] else ("quiet" if rule["applies"] else "n/a  ")
-        mode = "" if rule["mode"] == "enforce" else f" [{rule['mode']}]"
+        mode = _mode_text(rule)
         detail = f"  ({rule['detail']})" if rule["detail"] else ""
         print(f"  {state}  {rule['policy']}/{rule['rule']}: {rule['check']} -> {rule['action']}{mode}{detail}")
     verdict = result["verdict"]
     print(f"verdict: {verdict['action']}" + (f" (rule {verdict['rule']})" if verdict["rule"] else ""))
     return 0
+
+
+def _mode_text(rule: dict[str, Any]) -> str:
+    """`[monitor]` for a monitored rule; a staged rule also names its step and schedule."""
+    if rule["step"]:
+        return f" [{rule['mode']}, step {rule['step']}: {rule['stage']}]"
+    return "" if rule["mode"] == "enforce" else f" [{rule['mode']}]"
 
 
 def _diff(args: argparse.Namespace) -> int:

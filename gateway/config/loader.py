@@ -30,6 +30,7 @@ from gateway.config.model import (
     ModelRoute,
     PoliciesConfig,
     RetryConfig,
+    ReviewConfig,
     RoutingConfig,
     ProviderConfig,
     StoreConfig,
@@ -83,12 +84,15 @@ def parse_config(data: object, source: str, base_dir: Path = Path(".")) -> Gatew
     policies = _policies(root.section("policies"), base_dir)
     store = _store(root.section("store"), base_dir)
     audit = _audit(root.section("audit"), base_dir)
+    review = _review(root.section("review"))
     rate_limits = tuple(root.items("rate_limits", _rate_limit))
     budgets = tuple(root.items("budgets", _budget))
     root.finish()
     if not models:
         root.fail("models", "at least one model route is required")
-    return GatewayConfig(source, listen, workers, limits, providers, models, auth, routing, policies, rate_limits, budgets, store, audit)
+    return GatewayConfig(
+        source, listen, workers, limits, providers, models, auth, routing, policies, rate_limits, budgets, store, audit, review,
+    )
 
 
 def _listen(section: Section) -> Listen:
@@ -229,6 +233,18 @@ def _budget(section: Section) -> Budget:
     )
     section.finish()
     return budget
+
+
+def _review(section: Section) -> ReviewConfig:
+    defaults = ReviewConfig()
+    review = ReviewConfig(
+        claim_lease_s=section.number("claim_lease_s", defaults.claim_lease_s, minimum=1),
+        max_deliveries=section.integer("max_deliveries", defaults.max_deliveries, minimum=1),
+        retention_s=section.number("retention_s", defaults.retention_s, minimum=60),
+        sweep_s=section.number("sweep_s", defaults.sweep_s, minimum=0.05),
+    )
+    section.finish()
+    return review
 
 
 def _routing(section: Section) -> RoutingConfig:

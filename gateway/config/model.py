@@ -224,6 +224,16 @@ class AuditConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class ReviewConfig:
+    """The human review queue (escalate rules); the queue itself lives in the store."""
+
+    claim_lease_s: float = 300.0  # how long a reviewer holds a claimed item before others may take it
+    max_deliveries: int = 5  # claims without a decision before an item is dead-lettered
+    retention_s: float = 86400.0  # how long a decided review (and the result the app fetches) is kept
+    sweep_s: float = 1.0  # how often each worker applies on_timeout to overdue reviews
+
+
+@dataclass(frozen=True, slots=True)
 class GatewayConfig:
     source: str = "<embedded default>"
     listen: Listen = Listen()
@@ -238,6 +248,7 @@ class GatewayConfig:
     budgets: tuple[Budget, ...] = ()
     store: StoreConfig = StoreConfig()
     audit: AuditConfig = AuditConfig()
+    review: ReviewConfig = ReviewConfig()
 
 
 MOCK_MODELS = ("mock-gpt", "mock-embedding")

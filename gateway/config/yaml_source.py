@@ -46,9 +46,12 @@ _LineLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _con
 
 # YAML 1.1 reads on/off/yes/no as booleans, so the documented `reload: off` (or a policy's `mode: off`) would
 # arrive as False. As in YAML 1.2, only true/false are booleans here; every other word stays a string.
+# Nor are there implicit timestamps (also gone in YAML 1.2): a policy's `until: 2025-07-01T00:00:00Z` stays the
+# text it was written as, which the loader checks (zone required) and `policy diff` shows unchanged.
 _BOOL_TAG = "tag:yaml.org,2002:bool"
+_TIMESTAMP_TAG = "tag:yaml.org,2002:timestamp"
 _LineLoader.yaml_implicit_resolvers = {
-    first: [(tag, pattern) for tag, pattern in resolvers if tag != _BOOL_TAG]
+    first: [(tag, pattern) for tag, pattern in resolvers if tag not in (_BOOL_TAG, _TIMESTAMP_TAG)]
     for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
 }
 _LineLoader.add_implicit_resolver(_BOOL_TAG, re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF"))

@@ -20,16 +20,21 @@ from gateway.audit.writer import AuditWriter, open_spool
 from gateway.auth import build_authenticator
 from gateway.config.model import GatewayConfig
 from gateway.http.admin import AdminHandlers
+from gateway.http.console import ConsoleHandlers
 from gateway.http.ops import OpsHandlers
 from gateway.ids import IdGenerator
 from gateway.http.proxy import ProxyHandlers
+from gateway.http.reviews import ReviewHandlers
 from gateway.limits.counters import CounterStore, LocalCounters, RedisCounters
 from gateway.limits.limiter import Limiter
 from gateway.metrics import Metrics
 from gateway.pipeline import Pipeline
+from gateway.review.service import ReviewService
+from gateway.review.store import LocalReviewStore, ReviewStore
 from gateway.policy.engine import NoPolicies
 from gateway.policy.reloader import PolicyReloader
 from gateway.providers import build_provider
+from gateway.routing.incidents import IncidentGate, following, incident_store
 from gateway.routing.router import Router
 from gateway.routing.switches import LocalSwitchStore, RedisSwitchStore, SwitchStore
 
@@ -64,6 +69,16 @@ def build_audit_writer(config: GatewayConfig, metrics: Metrics) -> AuditWriter:
     return AuditWriter(LocalFileBackend(store.local_dir), queue_size=audit.queue_size, metrics=metrics)
 
 
+def review_store(config: GatewayConfig) -> ReviewStore:
+    """The review queue: shared in Redis, or in this process on the local store."""
+    review = config.review
+    if config.store.backend == "redis":
+        from gateway.review.redis_store import RedisReviewStore  # noqa: PLC0415 - redis loads only when used
+
+        return RedisReviewStore(config.store.redis_url, config.store.key_prefix, review.max_deliveries, retention_s=review.retention_s)
+    return LocalReviewStore(review.max_deliveries, retention_s=review.retention_s)
+
+
 async def build_app(config: GatewayConfig) -> web.Application:
     """Must run inside the worker's event loop (the client session binds to it)."""
     metrics = Metrics()
@@ -81,8 +96,13 @@ async def build_app(config: GatewayConfig) -> web.Application:
     limiter = Limiter(config.rate_limits, config.budgets, counter_store(config))
     pipeline = Pipeline(
         build_authenticator(config.auth), NoPolicies(), router, audit, records, metrics, ids,
-        audit_fail_open=config.audit.on_unavailable == "open", limiter=limiter,
+        audit_fail_open=config.audit.on_unavailable == "open", limiter=limiter, incidents=IncidentGate(router, metrics),
     )
+    reviews = ReviewService(
+        review_store(config), audit, records, metrics, config.review,
+        policy_version=lambda: pipeline.policy.version, resume_lease_s=limits.request_timeout_s + 30,
+    )
+    pipeline.reviews = reviews
     reloader = PolicyReloader(config.policies, pipeline, metrics, audit, records, known_models=config.models, http=session)
     await reloader.load_initial()  # a bad bundle fails the start (BundleRejected), before any port opens
 
@@ -114,6 +134,16 @@ async def build_app(config: GatewayConfig) -> web.Application:
         async with switches.watching(router.apply_switches):
             yield
 
+    incidents = incident_store(config)
+
+    async def incident_watch(_: web.Application) -> AsyncIterator[None]:
+        async with following(incidents, pipeline.incidents):  # loaded before the port opens, then followed
+            yield
+
+    async def review_sweeper(_: web.Application) -> AsyncIterator[None]:
+        async with reviews.running():
+            yield
+
     async def audit_reading(_: web.Application) -> AsyncIterator[None]:
         yield
         await audit_reader.close()
@@ -126,13 +156,17 @@ async def build_app(config: GatewayConfig) -> web.Application:
         async with limiter.charging():
             yield
 
-    app.cleanup_ctx.extend((upstream_session, metrics_flush, audit_writer, audit_reading, policy_watch, switch_watch, limit_charges))
+    app.cleanup_ctx.extend((
+        upstream_session, metrics_flush, audit_writer, audit_reading, review_sweeper, policy_watch, switch_watch, incident_watch, limit_charges,
+    ))
     app[RELOADER] = reloader
 
     proxy = ProxyHandlers(pipeline, config)
     ops = OpsHandlers(pipeline, instance)
     app.add_routes(proxy.routes())
     app.add_routes(ops.routes())
-    app.add_routes(AdminHandlers(pipeline, reloader, audit_reader, switches).routes())
+    app.add_routes(AdminHandlers(pipeline, reloader, audit_reader, switches, incidents).routes())
+    app.add_routes(ReviewHandlers(pipeline, reviews).routes())
+    app.add_routes(ConsoleHandlers(pipeline, reviews).routes())
     app.router.add_route("*", "/{tail:.*}", ops.not_found)
     return app

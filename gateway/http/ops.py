@@ -34,7 +34,8 @@ class OpsHandlers:
         """Readiness: able to take traffic now (audit accepting records), with the live policy version.
 
         A Redis outage alone does not make the gateway unready: records are safe in the spool (`spooling`).
-        Nor does an open circuit breaker: `targets` shows each target's breaker state for operators.
+        Nor does an open circuit breaker: `targets` shows each target's breaker state for operators. Nor
+        does an operator's incident switch (a deliberate block): `incidents` shows the switches that are on.
         """
         audit_ok = self.pipeline.audit.accepting()
         body = {
@@ -45,6 +46,7 @@ class OpsHandlers:
             "checks": {"audit": self.pipeline.audit.state()},
             "models": sorted(self.pipeline.router.routes),
             "targets": {label: breaker.state for label, breaker in self.pipeline.router.breakers.items()},
+            "incidents": self.pipeline.incidents.state.as_dict(),
         }
         return web.json_response(body, status=200 if audit_ok else 503, headers=reply_headers(request, self.pipeline))
 

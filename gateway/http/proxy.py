@@ -84,7 +84,7 @@ class ProxyHandlers:
                 else:
                     payload = await pipeline.complete(exchange)
             except GatewayError as error:
-                pipeline.finish(exchange, error.status, "blocked" if isinstance(error, PolicyViolation) else "error", error)
+                pipeline.finish(exchange, error.status, "blocked" if isinstance(error, PolicyViolation) or exchange.decision == "block" else "error", error)
                 return error_response(error, exchange, pipeline.policy.version)
             except asyncio.CancelledError:
                 pipeline.finish(exchange, CLIENT_CLOSED, "client_disconnected")

@@ -54,6 +54,12 @@ async def read_body(request: web.Request, exchange: Exchange, max_bytes: int) ->
     exchange.stream = body.get("stream") is True and exchange.endpoint is not None and exchange.endpoint.streams
 
 
+async def read_json_object(request: web.Request) -> dict[str, Any]:
+    """The JSON object body of an admin or reviewer call; an empty body is an empty object."""
+    raw = await request.read()
+    return parse_json_object(raw) if raw else {}
+
+
 def parse_json_object(raw: bytes) -> dict[str, Any]:
     try:
         body = orjson.loads(raw)

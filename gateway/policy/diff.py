@@ -14,7 +14,7 @@ from gateway.config.yaml_source import load_yaml_text
 from gateway.policy.bundle import Bundle
 from gateway.policy.loader import plain
 
-_POLICY_KEYS = ("mode", "priority", "match", "on_error")
+_POLICY_KEYS = ("mode", "until", "rollout", "priority", "match", "on_error")  # `until`, `rollout`: staging of all its rules
 
 
 @dataclass(slots=True)
@@ -82,6 +82,16 @@ def diff_bundles(old: Bundle, new: Bundle) -> BundleDiff:
     return result
 
 
+def _mode_text(rule: dict[str, Any]) -> str:
+    """An added rule's mode as written, with its staging: `monitor until 2025-07-01T00:00:00Z, rollout 10%`."""
+    text = str(rule.get("mode", "policy mode"))
+    if "until" in rule:
+        text += f" until {rule['until']}"
+    if isinstance(rule.get("rollout"), dict):
+        text += f", rollout {rule['rollout'].get('percent')}%"
+    return text
+
+
 def describe(result: BundleDiff) -> list[str]:
     """The diff as a reviewer reads it, one line per rule (and per changed key)."""
     lines = [f"version {result.old_version[:12]} -> {result.new_version[:12]}"]
@@ -93,7 +103,7 @@ def describe(result: BundleDiff) -> list[str]:
             lines.append(f"    {key}: {values['old']!r} -> {values['new']!r}")
     for entry in result.added:
         rule = entry["definition"]
-        lines.append(f"+ {entry['policy']}/{entry['rule']}: {rule.get('action')} on {rule.get('check')} ({rule.get('mode', 'policy mode')})")
+        lines.append(f"+ {entry['policy']}/{entry['rule']}: {rule.get('action')} on {rule.get('check')} ({_mode_text(rule)})")
     for entry in result.removed:
         lines.append(f"- {entry['policy']}/{entry['rule']}")
     for entry in result.changed:

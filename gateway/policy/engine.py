@@ -7,6 +7,7 @@ classifier (`webhook`), the one check that waits on I/O.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -36,10 +37,17 @@ ALLOW = Verdict("allow")
 class StreamBlocked(Exception):
     """A response rule stopped a stream midway; the relay ends it with a content_filter chunk."""
 
-    def __init__(self, verdict: Verdict, released: list[StreamEvent]) -> None:
+    def __init__(
+        self, verdict: Verdict, released: list[StreamEvent], *,
+        reply: dict[str, Any] | None = None, release: Callable[[dict[str, Any]], list[StreamEvent]] | None = None,
+    ) -> None:
         super().__init__(verdict.rule.id if verdict.rule else verdict.action)
         self.verdict = verdict
         self.released = released  # checked events still to send before the end of the stream
+        # A buffered guard stopped the whole reply before sending any of it: the reply as judged, and how
+        # to turn it (or a reviewer's edit of it) back into the held events, should a review allow it.
+        self.reply = reply
+        self.release = release
 
 
 class StreamGuard(Protocol):

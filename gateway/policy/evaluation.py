@@ -73,36 +73,38 @@ class Evaluation:
             self.fired(rule, hit, started)
 
     def fired(self, rule: Rule, hit: Hit, started: float) -> None:
-        if rule.mode == "enforce":
+        mode, step = rule.mode_for(self.exchange)  # staged rules: decided per exchange, only once fired
+        if mode == "enforce":
             self._raise_to(rule.action, rule)
             if rule.action == "redact":
                 self.redacting.append((rule, hit))
-        verdict = rule.action if rule.mode == "enforce" else f"would_{rule.action}"
-        self._record(rule, rule.action, verdict, hit.detail, started)
+        verdict = rule.action if mode == "enforce" else f"would_{rule.action}"
+        self._record(rule, rule.action, verdict, mode, step, hit.detail, started)
 
     def failed(self, rule: Rule, error: Exception, started: float) -> None:
         detail = f"check failed: {type(error).__name__}: {error}"[:300]
         log.warning("policy %s rule %s: %s (on_error: %s)", rule.policy, rule.id, detail, rule.on_error)
         self.metrics.policy_check_error(rule.policy, rule.id, rule.on_error)
-        if rule.mode != "enforce":
-            self._record(rule, rule.action, "error", detail, started)
+        mode, step = rule.mode_for(self.exchange)
+        if mode != "enforce":
+            self._record(rule, rule.action, "error", mode, step, detail, started)
         elif rule.on_error == "closed":
             self._raise_to("block", rule)
-            self._record(rule, "block", "error", detail, started)
+            self._record(rule, "block", "error", mode, step, detail, started)
         else:
             self.exchange.degraded = True
-            self._record(rule, rule.action, "error_open", detail, started)
+            self._record(rule, rule.action, "error_open", mode, step, detail, started)
 
     def _raise_to(self, action: str, rule: Rule) -> None:
         if SEVERITY[action] > SEVERITY[self.best.action]:
             self.best = Verdict(action, rule)
 
-    def _record(self, rule: Rule, action: str, verdict: str, detail: str, started: float) -> None:
+    def _record(self, rule: Rule, action: str, verdict: str, mode: str, step: str, detail: str, started: float) -> None:
         if rule.id in self._recorded:  # a stream may find the same rule again in later text: one decision
             return
         self._recorded.add(rule.id)
         latency_us = (time.perf_counter() - started) * 1e6
-        self.exchange.decisions.append(Decision(rule.policy, rule.id, self.phase, action, rule.mode, verdict, detail, latency_us))
+        self.exchange.decisions.append(Decision(rule.policy, rule.id, self.phase, action, mode, verdict, detail, latency_us, step))
         self.metrics.policy_decision(rule.policy, rule.id, verdict)
 
     def reset_hits(self) -> None:

@@ -8,6 +8,7 @@ duplicate one. A bundle either loads whole or not at all.
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from typing import Any
 
 from gateway.config.reader import ConfigError, Section
@@ -29,11 +30,14 @@ from gateway.policy.model import (
     Review,
     Rule,
 )
+from gateway.policy.stages import Stage, parse_instant
+from gateway.review.store import MAX_DEADLINE_S
 
 API_VERSION = "gateway/v1"
 _NAME = re.compile(r"[a-z0-9]([a-z0-9._-]{0,62}[a-z0-9])?")
 _RULE_ID = re.compile(r"[A-Za-z0-9]([A-Za-z0-9._-]{0,126}[A-Za-z0-9])?")
 _ENDPOINTS = {f"/v1/{endpoint.value}": endpoint for endpoint in Endpoint}
+DEFAULT_REVIEW_DEADLINE_S = 3600.0  # a review left undecided this long gets its on_timeout
 
 
 class PolicyError(ValueError):
@@ -89,6 +93,7 @@ def _policy(root: Section, bundle: Bundle, source: str) -> Policy:
     metadata.finish()
     spec = root.section("spec")
     mode = spec.choice("mode", MODES, "enforce")
+    schedule = _schedule(spec, mode if spec.has("mode") else None)
     priority = spec.integer("priority", 100, minimum=-(10**9))
     match = _match(spec.section("match"))
     on_error = spec.choice("on_error", ON_ERROR, "closed")
@@ -96,7 +101,7 @@ def _policy(root: Section, bundle: Bundle, source: str) -> Policy:
     if not entries:
         spec.fail("rules", "a policy needs at least one rule")
     rules = tuple(
-        _rule(PolicySection(entry, f"spec.rules[{index}]", source, spec.line), bundle, name, mode, on_error, priority)
+        _rule(PolicySection(entry, f"spec.rules[{index}]", source, spec.line), bundle, name, mode, on_error, priority, schedule)
         for index, entry in enumerate(entries)
     )
     tests = tuple(spec.items("tests", _test))
@@ -123,7 +128,9 @@ def _match(section: Section) -> Match:
     return Match(models, frozenset(apps) if apps is not None else None, tuple(claims), routes)
 
 
-def _rule(section: Section, bundle: Bundle, policy: str, policy_mode: str, policy_on_error: str, priority: int) -> Rule:
+def _rule(
+    section: Section, bundle: Bundle, policy: str, policy_mode: str, policy_on_error: str, priority: int, policy_schedule: _Schedule,
+) -> Rule:
     rule_id = section.string("id")
     if not _RULE_ID.fullmatch(rule_id):
         section.fail("id", f"must be letters, digits, '.', '-' or '_' (got {rule_id!r}); it becomes the error code")
@@ -142,6 +149,7 @@ def _rule(section: Section, bundle: Bundle, policy: str, policy_mode: str, polic
     action = section.choice("action", ACTIONS)
     mode = section.choice("mode", MODES, policy_mode)
     effective_mode = max(policy_mode, mode, key=MODES.index)  # a policy switched off or to monitor wins
+    effective_mode, stage = _stage(effective_mode, (policy_schedule, _schedule(section, mode if section.has("mode") else None)))
     on_error = section.choice("on_error", ON_ERROR, policy_on_error)
     if check_class.first and on_error == "open":
         section.fail("on_error", "limits always fail closed")
@@ -172,8 +180,56 @@ def _rule(section: Section, bundle: Bundle, policy: str, policy_mode: str, polic
     section.finish()
     return Rule(
         rule_id, policy, phases, check, action, effective_mode, on_error, message, priority, 0, source,
-        restore, review, fallback_model, stream, description,
+        restore, review, fallback_model, stream, description, stage,
     )
+
+
+@dataclass(frozen=True, slots=True)
+class _Schedule:
+    """One level's staging as written there (a policy's spec, or one rule): its own `mode`, `until`, `rollout`."""
+
+    mode: str | None  # None: not written at this level
+    until: float | None = None
+    percent: float | None = None
+
+
+def _schedule(section: Section, mode: str | None) -> _Schedule:
+    """A level's `until` and `rollout`, checked against the `mode` written beside them: `until` ends a
+    monitoring period, so it needs `mode: monitor` right there; a rollout needs a level that gets enforced."""
+    until = None
+    if section.has("until"):
+        if mode != "monitor":
+            section.fail("until", "needs mode: monitor beside it (monitored until then, enforced after)")
+        try:
+            until = parse_instant(section.value("until"))
+        except ValueError as exc:
+            section.fail("until", str(exc))
+    percent = None
+    if section.has("rollout"):
+        rollout = section.section("rollout")
+        percent = rollout.number("percent", minimum=-float("inf"))  # the range is checked below, with a better message
+        if not 0 < percent < 100:
+            rollout.fail("percent", f"must be greater than 0 and less than 100 (got {percent:g}); to enforce on every request, remove rollout")
+        rollout.finish()
+        if mode == "off" or (mode == "monitor" and until is None):
+            section.fail("rollout", f"never applies with mode: {mode} here; roll out from enforce, or after monitor with until")
+    return _Schedule(mode, until, percent)
+
+
+def _stage(mode: str, levels: tuple[_Schedule, ...]) -> tuple[str, Stage | None]:
+    """A rule's effective mode and stage from its policy's and its own staging; the stricter to apply wins,
+    as for `mode` alone: off anywhere is off, monitor without `until` anywhere is monitor for good, else it
+    is monitored until the latest `until`, then rolled out to the smallest percentage (if any), then enforced."""
+    if mode == "off":
+        return mode, None
+    untils = [level.until for level in levels if level.mode == "monitor"]
+    if None in untils:
+        return "monitor", None
+    until = max((moment for moment in untils if moment is not None), default=None)
+    percent = min((level.percent for level in levels if level.percent is not None), default=None)
+    if until is None and percent is None:
+        return mode, None
+    return "enforce", Stage(until, percent)
 
 
 def _phases(section: Section) -> frozenset[str]:
@@ -185,11 +241,16 @@ def _phases(section: Section) -> frozenset[str]:
 
 
 def _review(section: Section) -> Review:
-    review = Review(
-        queue=section.string("queue"),
-        wait_s=section.number("wait_s", 30.0),
-        on_timeout=section.choice("on_timeout", ("block", "allow"), "block"),
-    )
+    queue = section.string("queue")
+    if not queue.strip():
+        section.fail("queue", "names the review queue and must not be empty")
+    wait_s = float(section.number("wait_s", 30.0))
+    deadline_s = float(section.number("deadline_s", max(wait_s, DEFAULT_REVIEW_DEADLINE_S)))
+    if deadline_s < wait_s:
+        section.fail("deadline_s", f"must be at least wait_s ({wait_s:g}): a request cannot wait past its review's end")
+    if deadline_s > MAX_DEADLINE_S:
+        section.fail("deadline_s", f"must be at most {MAX_DEADLINE_S:g} s (7 days)")
+    review = Review(queue, wait_s, deadline_s, section.choice("on_timeout", ("block", "allow"), "block"))
     section.finish()
     return review
 
@@ -211,10 +272,17 @@ def _test(section: Section) -> PolicyTest:
     if reply is not None and stream is not None:
         section.fail("upstream_stream", "give upstream_reply or upstream_stream, not both")
     expect = _expectation(section.section("expect"))
+    request_id = section.string("request_id", None)
+    at = None
+    if section.has("at"):
+        try:
+            at = parse_instant(section.value("at"))
+        except ValueError as exc:
+            section.fail("at", str(exc))
     source = f"{section.source}:{section.line}"
     section.finish()
     return PolicyTest(name, source, endpoint, plain(request), principal, expect, plain(reply) if reply is not None else None,
-                      tuple(stream) if stream is not None else None)
+                      tuple(stream) if stream is not None else None, request_id, at)
 
 
 def _principal(section: Section) -> Principal:

@@ -13,6 +13,7 @@ from typing import Any
 
 from gateway.exchange import Endpoint, Exchange, Principal
 from gateway.policy.checks import Check
+from gateway.policy.stages import Stage
 
 # Least to most restrictive: when several rules fire, the highest wins.
 ACTIONS = ("allow", "flag", "redact", "fallback", "escalate", "block")
@@ -26,7 +27,8 @@ STREAM_MODES = ("incremental", "buffer")
 @dataclass(frozen=True, slots=True)
 class Review:
     queue: str
-    wait_s: float
+    wait_s: float  # how long the request waits for a decision before it answers review_pending
+    deadline_s: float  # how long the review stays open before on_timeout applies (>= wait_s)
     on_timeout: str  # block | allow
 
 
@@ -48,10 +50,16 @@ class Rule:
     fallback_model: str | None = None
     stream: str = "incremental"
     description: str = ""
+    stage: Stage | None = None  # staged rollout (`until`, `rollout`); then `mode` is "enforce", its final step
 
     @property
     def enforced(self) -> bool:
         return self.mode == "enforce"
+
+    def mode_for(self, exchange: Exchange) -> tuple[str, str]:
+        """This exchange's (mode, step): the rule's mode, or for a staged rule what its stage says now."""
+        stage = self.stage
+        return (self.mode, "") if stage is None else stage.at(self.id, exchange)
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,6 +118,8 @@ class PolicyTest:
     expect: Expectation
     upstream_reply: dict[str, Any] | None = None
     upstream_stream: tuple[str, ...] | None = None
+    request_id: str | None = None  # pins staged rules' rollout side; else a fresh id per run
+    at: float | None = None  # the exchange's time (unix seconds), pinning `until`; else now
 
 
 @dataclass(frozen=True, slots=True)

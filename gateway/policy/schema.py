@@ -12,9 +12,19 @@ from typing import Any
 from gateway.policy.checks import CHECKS
 from gateway.policy.loader import API_VERSION
 from gateway.policy.model import ACTIONS, MODES, ON_ERROR, PHASES, STREAM_MODES
+from gateway.policy.stages import RFC3339
 
 _STRINGS = {"type": "array", "items": {"type": "string"}}
 _STRING_OR_STRINGS = {"oneOf": [{"type": "string"}, _STRINGS]}
+_INSTANT = {"type": "string", "format": "date-time", "pattern": f"^{RFC3339.pattern}$"}
+_UNTIL = {**_INSTANT, "description": "With mode: monitor beside it: monitored until this RFC 3339 time (zone required), enforced (or rolled out) after."}
+_ROLLOUT = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["percent"],
+    "description": "Enforce for this share of requests (by request id), monitor the rest.",
+    "properties": {"percent": {"type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": 100}},
+}
 
 
 def policy_schema() -> dict[str, Any]:
@@ -38,6 +48,8 @@ def policy_schema() -> dict[str, Any]:
             "check": check,
             "action": {"enum": list(ACTIONS)},
             "mode": {"enum": list(MODES)},
+            "until": _UNTIL,
+            "rollout": _ROLLOUT,
             "on_error": {"enum": list(ON_ERROR)},
             "message": {"type": "string", "description": "What a blocked client is told."},
             "restore": {"type": "boolean", "description": "redact only: put the originals back into the reply."},
@@ -48,6 +60,7 @@ def policy_schema() -> dict[str, Any]:
                 "properties": {
                     "queue": {"type": "string"},
                     "wait_s": {"type": "number", "minimum": 0},
+                    "deadline_s": {"type": "number", "minimum": 0, "maximum": 604800},
                     "on_timeout": {"enum": ["block", "allow"]},
                 },
             },
@@ -73,6 +86,8 @@ def policy_schema() -> dict[str, Any]:
             },
             "upstream_reply": {"type": "object", "description": "The provider's (mocked) non-streamed reply."},
             "upstream_stream": {**_STRINGS, "description": "The provider's (mocked) streamed reply, as text chunks."},
+            "request_id": {"type": "string", "description": "The exchange's request id: pins staged rules' rollout side."},
+            "at": {**_INSTANT, "description": "The exchange's time: pins staged rules' until."},
             "expect": {
                 "type": "object",
                 "additionalProperties": False,
@@ -116,6 +131,8 @@ def policy_schema() -> dict[str, Any]:
                 "required": ["rules"],
                 "properties": {
                     "mode": {"enum": list(MODES)},
+                    "until": _UNTIL,
+                    "rollout": _ROLLOUT,
                     "priority": {"type": "integer"},
                     "on_error": {"enum": list(ON_ERROR)},
                     "match": {

@@ -257,7 +257,7 @@ class BufferedGuard:
         reply = self._as_reply({key: "".join(pieces) for key, pieces in texts.items()})
         verdict: Verdict = await self.policies.check_response(self.exchange, reply)
         if verdict.action in _HALTING:
-            raise StreamBlocked(verdict, [])
+            raise StreamBlocked(verdict, [], reply=reply, release=self._rewritten)
         return self._rewritten(reply)
 
     def _as_reply(self, texts: dict[tuple[int, int], str]) -> dict[str, Any]:

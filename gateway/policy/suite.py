@@ -4,7 +4,9 @@ Each test is one exchange driven through the same engine the server uses: the re
 test's request, then the response phase on its mocked `upstream_reply`, or the stream guard over its
 mocked `upstream_stream` chunks. No network: remote checks (webhooks) have no client here, so they take
 their rule's `on_error` path. Like `opa test`, a file without tests, or a rule that no test names,
-fails the run: a rule nobody tested is a rule nobody knows works.
+fails the run: a rule nobody tested is a rule nobody knows works. So does a test whose outcome would
+change by itself: one a staged rule fired in while monitored `until` a date (pin the time with `at`), or
+in a percentage rollout (pin the request id with `request_id`).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from gateway.pipeline import GOING_ON
 from gateway.policy.engine import StreamBlocked, Verdict
 from gateway.policy.model import SEVERITY, Policy, PolicyTest
 from gateway.policy.policy_set import PolicySet
+from gateway.policy.stages import MONITOR_UNTIL, ROLLOUT, Stage, format_instant, rollout_position
 
 MOCK_REPLY_TEXT = "This is a mock reply."
 
@@ -32,6 +35,7 @@ class Outcome:
     action: str = "allow"
     status: int = 200
     fired: list[str] = field(default_factory=list)
+    steps: dict[str, str] = field(default_factory=dict)  # staged rules that fired -> their step
     upstream: str = ""  # the request body as the provider would receive it ("" when blocked before)
     response: str = ""  # what the client would receive
 
@@ -71,11 +75,12 @@ class SuiteReport:
 
 async def run_suite(policies: PolicySet) -> SuiteReport:
     report = SuiteReport()
+    stages = {rule.id: rule.stage for policy in policies.policies for rule in policy.rules if rule.stage is not None}
     for policy in policies.policies:
         report.problems.extend(_coverage_problems(policy))
         for test in policy.tests:
             outcome = await run_test(policies, test)
-            failures = check_expectations(test, outcome)
+            failures = check_expectations(test, outcome) + unpinned(test, outcome, stages)
             report.results.append(TestResult(policy.name, policy.source, test.name, test.source, not failures, failures))
     return report
 
@@ -90,7 +95,10 @@ def _coverage_problems(policy: Policy) -> list[str]:
 async def run_test(policies: PolicySet, test: PolicyTest) -> Outcome:
     request = copy.deepcopy(test.request)
     streamed = test.upstream_stream is not None
-    exchange = Exchange(f"policy-test-{time.monotonic_ns()}", test.endpoint, body=request, model=str(request.get("model", "")), stream=streamed)
+    request_id = test.request_id or f"policy-test-{time.monotonic_ns()}"
+    exchange = Exchange(request_id, test.endpoint, body=request, model=str(request.get("model", "")), stream=streamed)
+    if test.at is not None:
+        exchange.ts = test.at
     exchange.principal = test.principal
     outcome = Outcome()
     verdict = await policies.check_request(exchange)
@@ -107,6 +115,37 @@ async def run_test(policies: PolicySet, test: PolicyTest) -> Outcome:
     return _finish(outcome, exchange)
 
 
+def unpinned(test: PolicyTest, outcome: Outcome, stages: dict[str, Stage]) -> list[str]:
+    """Failures for staged rules whose decision in this test hangs on the clock or on a random request id:
+    such a test passes today and fails on the `until` date, or passes on one run and fails on the next."""
+    failures = []
+    for rule_id, step in outcome.steps.items():
+        stage = stages[rule_id]
+        if step == MONITOR_UNTIL and test.at is None and stage.until is not None:
+            failures.append(
+                f"rule {rule_id!r} is monitored until {format_instant(stage.until)}, then enforced: this test's outcome "
+                "changes by itself then; pin the test's time with at: (an RFC 3339 time before or after it)"
+            )
+        if step == ROLLOUT and test.request_id is None:
+            failures.append(
+                f"rule {rule_id!r} is rolled out to {stage.percent:g}% of request ids: this test's outcome depends on its "
+                f"random request id; pin it with request_id:{_example_ids(rule_id, stage)}"
+            )
+    return failures
+
+
+def _example_ids(rule_id: str, stage: Stage) -> str:
+    """A request id on each side of the rule's rollout, found by trying a few, for the failure message."""
+    found: dict[bool, str] = {}
+    for number in range(1, 10_000):
+        candidate = f"req-{number}"
+        found.setdefault(rollout_position(rule_id, candidate) < stage.threshold, candidate)
+        if len(found) == 2:
+            break
+    examples = [f"{found[side]!r} is {name}" for side, name in ((True, "enforced"), (False, "monitored")) if side in found]
+    return f" ({', '.join(examples)})" if examples else ""
+
+
 def _stops(outcome: Outcome, verdict: Verdict) -> bool:
     if verdict.action in GOING_ON:
         return False
@@ -119,6 +158,7 @@ def _stops(outcome: Outcome, verdict: Verdict) -> bool:
 
 def _finish(outcome: Outcome, exchange: Exchange) -> Outcome:
     outcome.fired = [decision.rule for decision in exchange.decisions]
+    outcome.steps = {decision.rule: decision.step for decision in exchange.decisions if decision.step}
     if SEVERITY[exchange.decision] > SEVERITY[outcome.action]:
         outcome.action = exchange.decision
     return outcome

@@ -154,19 +154,6 @@ def test_a_reply_failing_its_schema_falls_back_once(make_gateway: Any, upstream:
     assert len(upstream.received) == 2
 
 
-def test_an_escalated_request_is_refused_while_no_review_queue_runs(make_gateway: Any, upstream: FakeUpstream, policy_dir: Path) -> None:
-    write_policies(policy_dir, review="""
-        rules:
-          - {id: needs-review, phase: request, check: {keywords: {words: [wire transfer]}}, action: escalate, review: {queue: finance, wait_s: 0}}
-    """)
-    gateway = make_gateway()
-    with sdk_client(gateway) as client, pytest.raises(openai.PermissionDeniedError) as caught:
-        client.chat.completions.create(model="gpt-test", messages=[{"role": "user", "content": "start a wire transfer"}])
-    error = error_body(caught.value)
-    assert (error["type"], error["code"]) == ("review_timeout", "needs-review")
-    assert upstream.received == []
-
-
 def test_readyz_and_headers_carry_the_bundle_version(make_gateway: Any, policy_dir: Path) -> None:
     write_policies(policy_dir, guard=BLOCK_AND_MASK)
     gateway = make_gateway()
