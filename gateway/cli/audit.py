@@ -201,6 +201,12 @@ def describe(record: Record) -> str:
             lines.append(f"  content    {json.dumps(record['content'])[:200]}")
     elif record.get("event"):
         lines.append(f"  event      {json.dumps(record['event'])[:400]}")
+    review = record.get("review")
+    if review:
+        by = f" by {review['reviewer']}" if review.get("reviewer") else ""
+        comment = f": {review['comment']}" if review.get("comment") else ""
+        later = " (carried out for the app's later fetch)" if review.get("carried_out") else ""
+        lines.append(f"  review     {review.get('id')} ({review.get('queue')}) {review.get('decision')}{by}{comment}{later}")
     return "\n".join(lines)
 
 

@@ -17,6 +17,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "review"))  # revie
 
 from gateway.auth.api_keys import key_digest  # noqa: E402
 from gateway.cli import main  # noqa: E402
+from gateway.cli.audit import describe as describe_record  # noqa: E402
 from gateway.cli.review import STATE_CHOICES, age, describe, duration, table  # noqa: E402
 from gateway.review.store import STATES  # noqa: E402
 from gateway.testing.upstream import FakeUpstream, Reply  # noqa: E402
@@ -333,3 +334,11 @@ def test_show_names_what_it_cannot_print_as_text() -> None:
     assert "  deadline:    1970-01-01T00:01:40Z (passed: on_timeout allow applied)\n" in expired
     embeddings = {**item, "content": {"endpoint": "embeddings", "request": {"input": ["one", "two"]}}, "edit_text": None}
     assert describe(embeddings, now=50.0)[-2:] == ["  [input] one", "  [input] two"]
+
+
+def test_audit_show_names_the_review_of_an_exchange() -> None:
+    record = {"kind": "review_decision", "id": "r", "instance": "i", "seq": 2, "ts": 0.0, "request_id": "q", "outcome": "ok",
+              "event": {"rule": "big-refund"}, "review": {"id": "abc", "queue": "finance", "decision": "approve", "reviewer": "ann", "comment": "ok"}}
+    assert "  review     abc (finance) approve by ann: ok" in describe_record(record).splitlines()
+    carried = {**record, "kind": "exchange", "review": {"id": "abc", "queue": "finance", "decision": "approve", "reviewer": "ann", "comment": "", "carried_out": True}}
+    assert describe_record(carried).splitlines()[-1] == "  review     abc (finance) approve by ann (carried out for the app's later fetch)"
