@@ -144,6 +144,9 @@ async def build_app(config: GatewayConfig) -> web.Application:
         async with reviews.running():
             yield
 
+    async def release_waiting_reviews(_: web.Application) -> None:
+        reviews.drain()  # on_shutdown runs before the drain waits for in-flight requests
+
     async def audit_reading(_: web.Application) -> AsyncIterator[None]:
         yield
         await audit_reader.close()
@@ -160,6 +163,7 @@ async def build_app(config: GatewayConfig) -> web.Application:
         upstream_session, metrics_flush, audit_writer, audit_reading, review_sweeper, policy_watch, switch_watch, incident_watch, limit_charges,
     ))
     app[RELOADER] = reloader
+    app.on_shutdown.append(release_waiting_reviews)
 
     proxy = ProxyHandlers(pipeline, config)
     ops = OpsHandlers(pipeline, instance)

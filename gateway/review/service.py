@@ -52,6 +52,7 @@ class ReviewService:
         self._policy_version = policy_version
         self._resume_lease_s = resume_lease_s
         self._pending_writes: set[asyncio.Task[None]] = set()
+        self._draining = asyncio.Event()
 
     # -- the escalated exchange ---------------------------------------------------------------------------
     async def hold(self, exchange: Exchange, rule: Rule, phase: str, content: dict[str, Any]) -> ReviewItem:
@@ -81,13 +82,31 @@ class ReviewService:
         self.metrics.review_opened(item.queue, phase)
         exchange.review = {"id": item.id, "queue": item.queue, "decision": None}
         wait_s = review.wait_s if review.wait_s < review.deadline_s else review.deadline_s + DEADLINE_GRACE_S
-        if wait_s > 0:
+        if wait_s > 0 and not self._draining.is_set():
             try:
-                item = await self.store.wait_decided(item.id, wait_s) or item
+                item = await self._wait(item, wait_s)
             except Exception as exc:  # noqa: BLE001 - the review is stored; the app can still fetch its outcome
                 log.warning("review %s: waiting failed (%s: %s)", item.id, type(exc).__name__, exc)
         _note(exchange, item)
         return item
+
+    async def _wait(self, item: ReviewItem, wait_s: float) -> ReviewItem:
+        """The item once decided, or as it is after `wait_s` or when the worker starts draining (a waiting
+        request then answers review_pending at once instead of being cut off at the drain deadline)."""
+        decided = asyncio.ensure_future(self.store.wait_decided(item.id, wait_s))
+        draining = asyncio.ensure_future(self._draining.wait())
+        try:
+            await asyncio.wait((decided, draining), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            draining.cancel()
+            if not decided.done():
+                decided.cancel()
+        return (decided.result() if decided.done() and not decided.cancelled() else None) or item
+
+    def drain(self) -> None:
+        """The worker is stopping: requests waiting for a decision answer review_pending now (their reviews
+        stay in the queue, and the apps fetch the outcome from `GET /v1/reviews/{id}`)."""
+        self._draining.set()
 
     async def take(self, item: ReviewItem, holder: str) -> bool:
         """Whether this request may carry out an allowed review's exchange itself (a concurrent poll of

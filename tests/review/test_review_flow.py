@@ -312,3 +312,21 @@ def test_an_unreachable_queue_never_lets_an_escalation_through(make_gateway: Any
     assert status == 503 and body["error"]["code"] == "review_unavailable"
     status, body = Reviewer(gateway.url).call("GET", "/admin/reviews")
     assert status == 503 and body["error"]["code"] == "review_unavailable"
+
+
+def test_a_draining_gateway_answers_waiting_requests_review_pending(
+    make_gateway: Any, policy_dir: Path, server_loop: Any, upstream: FakeUpstream,
+) -> None:
+    escalate_policy(policy_dir, wait_s=120)
+    gateway = make_gateway()
+    reviewer = Reviewer(gateway.url)
+    with sdk_client(gateway) as client:
+        waiting = in_background(lambda: pending_error(client))
+        item = reviewer.wait_for_item(state="pending")
+        started = time.monotonic()
+        stopping = in_background(lambda: server_loop.run(gateway.stop()))  # SIGTERM's drain, in process
+        error = waiting.result(timeout=10)
+        stopping.result(timeout=10)
+    assert error["type"] == "review_pending" and error["review_id"] == item["id"]
+    assert time.monotonic() - started < 4  # at once, not at the drain deadline (limits.drain_timeout_s: 5)
+    assert upstream.received == []
