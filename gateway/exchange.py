@@ -91,7 +91,7 @@ class Decision:
     detail: str = ""
     latency_us: float = 0.0
     # A staged rule's step (`monitor_until`, `rollout`, `enforce`; gateway/policy/stages.py); "" for every
-    # other rule, and then left out of the audit record, whose decisions keep their shape.
+    # other rule.
     step: str = ""
 
 

@@ -10,7 +10,7 @@ import os
 import secrets
 import socket
 import time
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from hashlib import sha256
 from typing import Any
 
@@ -51,7 +51,7 @@ class AuditRecord:
     stream: bool
     route: list[Attempt]
     policy_version: str
-    decisions: list[Decision] | list[dict[str, Any]]  # dicts only when a staged rule decided (`decision_entries`)
+    decisions: list[Decision]
     degraded: bool
     outcome: str
     http_status: int
@@ -62,26 +62,6 @@ class AuditRecord:
     content: dict[str, Any] | None
     event: dict[str, Any] | None = None  # what a non-exchange record is about (a policy reload, an admin action)
     review: dict[str, Any] | None = None  # {id, queue, decision, reviewer, comment}: escalated exchanges and review decisions
-
-
-_DECISION_FIELDS = tuple(field.name for field in fields(Decision) if field.name != "step")
-
-
-def decision_entries(decisions: list[Decision]) -> list[Decision] | list[dict[str, Any]]:
-    """The record's `decisions`: the exchange's own list, shared, unless a staged rule decided. Then every
-    entry is written as a dict with `step` on the staged rules' entries only, so records without staged
-    rules, and the other entries beside a staged one, keep exactly the shape they always had."""
-    for decision in decisions:
-        if decision.step:
-            return [_decision_entry(item) for item in decisions]
-    return decisions
-
-
-def _decision_entry(decision: Decision) -> dict[str, Any]:
-    entry: dict[str, Any] = {name: getattr(decision, name) for name in _DECISION_FIELDS}
-    if decision.step:
-        entry["step"] = decision.step
-    return entry
 
 
 class ContentDigest:
@@ -132,7 +112,7 @@ class RecordBuilder:
             stream=exchange.stream,
             route=exchange.attempts,
             policy_version=policy_version,
-            decisions=decision_entries(exchange.decisions),
+            decisions=exchange.decisions,
             degraded=exchange.degraded,
             outcome=exchange.outcome,
             http_status=exchange.http_status,
