@@ -3,7 +3,7 @@
     auth -> admission (audit, route, rate limits, budgets) -> request policy -> upstream (router)
          -> response policy -> finish (audit record, metrics, token charges)
 
-A policy verdict is acted on here, in one place (`_act`): allow, flag and redact go on; fallback
+A policy verdict is acted on here, in one place (`_enforce`, or `_escalate`): allow, flag and redact go on; fallback
 re-routes once through the router; block stops with the documented error; escalate parks the exchange in
 the review queue and goes on, or stops, as the review decides (`_escalate`).
 
@@ -92,15 +92,15 @@ class Pipeline:
             verdict = await policy.check_request(exchange)
         finally:
             exchange.policy_s += time.perf_counter() - started
-        exchange.body = await self._act(exchange, verdict, "request", exchange.body)
+        if self._escalates(verdict):
+            exchange.body = await self._escalate(exchange, verdict, "request", exchange.body)
+        else:
+            self._enforce(exchange, verdict)
 
-    async def _act(self, exchange: Exchange, verdict: Verdict, phase: str, held: dict[str, Any]) -> dict[str, Any]:
-        """Act on a phase's verdict; returns what goes on (`held`: the request body or the reply, as a
-        reviewer's edit may have changed it)."""
-        if verdict.action == "escalate" and verdict.rule is not None and self.reviews is not None:
-            return await self._escalate(exchange, verdict, phase, held)
-        self._enforce(exchange, verdict)
-        return held
+    def _escalates(self, verdict: Verdict) -> bool:
+        """Whether a verdict goes to the review queue (`_escalate`) rather than `_enforce`. A plain check,
+        not an async wrapper around both: the common verdict should not pay for a coroutine."""
+        return verdict.action == "escalate" and verdict.rule is not None and self.reviews is not None
 
     def _enforce(self, exchange: Exchange, verdict: Verdict) -> None:
         """Go on, re-route once (fallback), or stop with the documented error."""
@@ -168,7 +168,10 @@ class Pipeline:
             self._enforce(exchange, verdict)  # re-routes; the fallback's reply is checked like any other
             reply = await self.router.send(exchange)
             verdict = await self._check_response(exchange, reply)
-        reply = await self._act(exchange, verdict, "response", reply)
+        if self._escalates(verdict):
+            reply = await self._escalate(exchange, verdict, "response", reply)
+        else:
+            self._enforce(exchange, verdict)
         exchange.usage = _usage_of(reply)
         payload = orjson.dumps(reply)
         exchange.response_body = payload
