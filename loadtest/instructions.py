@@ -8,6 +8,7 @@ exactly N requests are sent (4 keep-alive connections), and the counters are dum
 per batch or per second (audit writes, metric flushes) weigh more here than at full load.
 
     python loadtest/instructions.py [--requests 1000] [--stream]     # ~2 minutes; needs valgrind
+    python loadtest/instructions.py --keep results/callgrind          # keep the dumps for callgrind_annotate
 
 Servers bind 127.0.0.1; every child is stopped on exit.
 """
@@ -124,6 +125,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--requests", type=int, default=1000, help="measured requests per proxy (default 1000)")
     parser.add_argument("--stream", action="store_true", help="streamed chat (include_usage) instead of plain chat")
+    parser.add_argument("--keep", type=Path, help="keep the callgrind dumps in this directory (for callgrind_annotate)")
     args = parser.parse_args(argv)
     if not shutil.which("valgrind"):
         print("instructions.py needs valgrind (apt-get install valgrind)", file=sys.stderr)
@@ -131,6 +133,10 @@ def main(argv: list[str] | None = None) -> int:
     workdir = Path(tempfile.mkdtemp(prefix="gateway-instructions-"))
     try:
         counts = asyncio.run(run(args, workdir))
+        if args.keep is not None:
+            args.keep.mkdir(parents=True, exist_ok=True)
+            for dump in workdir.glob("callgrind.*"):
+                shutil.copy2(dump, args.keep / dump.name)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     kind = "streamed chat" if args.stream else "chat"
