@@ -56,12 +56,6 @@ def _check_policies(config: GatewayConfig) -> None:
             config.policies.dir, Metrics(), signature_keys=config.policies.signature_keys, known_models=config.models
         )
         log.info("policies: %d rules in %s, version %s", compiled.policies.rule_count, config.policies.dir, compiled.bundle.version[:12])
-        escalating = any(rule.action == "escalate" for policy in compiled.policies.policies for rule in policy.rules)
-        if escalating and config.workers > 1 and config.store.backend == "local":
-            log.warning(
-                "escalate rules with %d workers and store.backend local: each worker keeps its own review queue, so a "
-                "reviewer may not find a review another worker holds; use store.backend: redis", config.workers,
-            )
 
 
 def _check_auth(config: GatewayConfig) -> None:

@@ -30,7 +30,8 @@ from gateway.limits.limiter import Limiter
 from gateway.metrics import Metrics
 from gateway.pipeline import Pipeline
 from gateway.review.service import ReviewService
-from gateway.review.store import LocalReviewStore, ReviewStore
+from gateway.review.local_store import LocalReviewStore
+from gateway.review.store import ReviewStore
 from gateway.policy.engine import NoPolicies
 from gateway.policy.reloader import PolicyReloader
 from gateway.providers import build_provider
@@ -70,13 +71,13 @@ def build_audit_writer(config: GatewayConfig, metrics: Metrics) -> AuditWriter:
 
 
 def review_store(config: GatewayConfig) -> ReviewStore:
-    """The review queue: shared in Redis, or in this process on the local store."""
+    """The review queue: shared in Redis, or by this instance's workers in a file of the local store."""
     review = config.review
     if config.store.backend == "redis":
         from gateway.review.redis_store import RedisReviewStore  # noqa: PLC0415 - redis loads only when used
 
         return RedisReviewStore(config.store.redis_url, config.store.key_prefix, review.max_deliveries, retention_s=review.retention_s)
-    return LocalReviewStore(review.max_deliveries, retention_s=review.retention_s)
+    return LocalReviewStore(config.store.local_dir, review.max_deliveries, retention_s=review.retention_s)
 
 
 async def build_app(config: GatewayConfig) -> web.Application:

@@ -28,8 +28,9 @@ provider for one review, and stores what the app gets (`save_result`), which als
 A final item lives `retention_s` more (the app can fetch its result, `gateway audit show` its decision),
 then it is deleted.
 
-`LocalReviewStore` is the embedded default's in-process queue; `RedisReviewStore`
-(gateway/review/redis_store.py) is shared by every worker and instance on one Redis.
+Two stores implement this: `LocalReviewStore` (gateway/review/local_store.py), a SQLite file shared by
+the workers of one instance (the local backend), and `RedisReviewStore` (gateway/review/redis_store.py),
+shared by every worker and instance on one Redis. Both pass one contract suite.
 """
 
 from __future__ import annotations
@@ -261,151 +262,64 @@ class Waiters:
                 event.set()
 
 
-def _copy(item: ReviewItem) -> ReviewItem:
-    return ReviewItem.from_json(item.to_json())
-
-
 def _leased(item: ReviewItem, now: float) -> bool:
     return item.state == "claimed" and item.claim_expires is not None and item.claim_expires > now
 
 
-class LocalReviewStore:
-    """One process's queue (the embedded default): items in a dict, waiters woken by asyncio events.
+# -- the state machine, applied to one item (the local store runs these inside a transaction) --------------
+def _check_open(item: ReviewItem, now: float) -> None:
+    """Refuse unless the item can still be claimed or decided."""
+    if item.state in FINAL:
+        raise conflict(item.id, "final", item.state)
+    if now >= item.deadline:
+        raise conflict(item.id, "overdue")
 
-    Items are copied in and out through their JSON, so a caller changing a returned item changes nothing
-    stored, and the local store accepts only what the Redis one can hold.
-    """
 
-    def __init__(
-        self, max_deliveries: int = DEFAULT_MAX_DELIVERIES, *, retention_s: float = DEFAULT_RETENTION_S, clock: Clock = time.time,
-    ) -> None:
-        self.max_deliveries = max_deliveries
-        self.retention_s = retention_s
-        self._clock = clock
-        self._items: dict[str, ReviewItem] = {}
-        self._undecided: set[str] = set()  # what `expire_due` looks at
-        self._waiters = Waiters()
+def claim_item(item: ReviewItem, reviewer: str, lease_s: float, now: float, max_deliveries: int) -> None:
+    """Lease the item to `reviewer`. An item already handed out `max_deliveries` times is parked as dead
+    and the claim refused: the caller stores the item whether this returns or raises."""
+    _check_open(item, now)
+    if item.state == "dead":
+        raise conflict(item.id, "dead")
+    if _leased(item, now):
+        raise conflict(item.id, "leased", item.claimed_by or "")
+    if item.deliveries >= max_deliveries:
+        item.state, item.claimed_by, item.claim_expires = "dead", None, None
+        raise conflict(item.id, "exhausted", str(item.deliveries))
+    item.state, item.claimed_by, item.claim_expires = "claimed", reviewer, now + lease_s
+    item.deliveries += 1
 
-    async def create(self, item: ReviewItem) -> None:
-        if item.id in self._items:
-            raise conflict(item.id, "exists")
-        self._items[item.id] = _copy(item)
-        if item.state in LIVE:
-            self._undecided.add(item.id)
 
-    async def get(self, id: str) -> ReviewItem | None:
-        item = self._items.get(id)
-        return None if item is None else _copy(item)
+def decide_item(item: ReviewItem, reviewer: str, state: str, record: bytes, now: float) -> None:
+    """Record a decision (`decision_record`'s state and record): by the lease holder, or anyone if unleased."""
+    _check_open(item, now)
+    leased = _leased(item, now)
+    if leased and item.claimed_by != reviewer:
+        raise conflict(item.id, "leased", item.claimed_by or "")
+    if not leased:
+        item.deliveries += 1  # deciding implies claiming
+    item.state, item.claimed_by, item.claim_expires = state, reviewer, None
+    item.decision = orjson.loads(record)
 
-    async def list(self, *, queue: str | None = None, state: str | None = None, limit: int = 100) -> builtins.list[ReviewItem]:
-        check_state(state)
-        found = [
-            item for item in self._items.values()
-            if (queue is None or item.queue == queue) and (state is None or item.state == state)
-        ]
-        found.sort(key=lambda item: item.created, reverse=True)
-        return [_copy(item) for item in found[:max(limit, 0)]]
 
-    def _open(self, id: str, now: float) -> ReviewItem:
-        """The item, if it can still be claimed or decided."""
-        item = self._items.get(id)
-        if item is None:
-            raise ReviewNotFound(id)
-        if item.state in FINAL:
-            raise conflict(id, "final", item.state)
-        if now >= item.deadline:
-            raise conflict(id, "overdue")
-        return item
+def forget_item(item: ReviewItem) -> None:
+    if item.state not in FINAL:
+        raise conflict(item.id, "open")
+    item.content, item.decision = {}, without_content(item.decision)
 
-    async def claim(self, id: str, reviewer: str, lease_s: float) -> ReviewItem:
-        check_claim(reviewer, lease_s)
-        now = self._clock()
-        item = self._open(id, now)
-        if item.state == "dead":
-            raise conflict(id, "dead")
-        if _leased(item, now):
-            raise conflict(id, "leased", item.claimed_by or "")
-        if item.deliveries >= self.max_deliveries:
-            item.state, item.claimed_by, item.claim_expires = "dead", None, None
-            raise conflict(id, "exhausted", str(item.deliveries))
-        item.state, item.claimed_by, item.claim_expires = "claimed", reviewer, now + lease_s
-        item.deliveries += 1
-        return _copy(item)
 
-    async def decide(self, id: str, reviewer: str, decision: str, comment: str = "", content: Any = None) -> ReviewItem:
-        now = self._clock()
-        state, record = decision_record(decision, reviewer, comment, content, now)
-        item = self._open(id, now)
-        leased = _leased(item, now)
-        if leased and item.claimed_by != reviewer:
-            raise conflict(id, "leased", item.claimed_by or "")
-        if not leased:
-            item.deliveries += 1  # deciding implies claiming
-        item.state, item.claimed_by, item.claim_expires = state, reviewer, None
-        item.decision = orjson.loads(record)
-        self._undecided.discard(id)
-        self._waiters.wake(id)
-        return _copy(item)
+def begin_resume_item(item: ReviewItem, holder: str, lease_s: float, now: float) -> bool:
+    """Take the resume lease; False when the item has its result or a live lease is someone else's."""
+    if not item.allowed:
+        raise conflict(item.id, "unresumable", item.state)
+    if item.result is not None or (item.resume_expires is not None and item.resume_expires > now):
+        return False
+    item.resumed_by, item.resume_expires = holder, now + lease_s
+    return True
 
-    async def expire_due(self, now: float) -> builtins.list[ReviewItem]:
-        due = sorted((self._items[id] for id in self._undecided if self._items[id].deadline <= now), key=lambda item: item.deadline)
-        for item in due:
-            item.state, item.claim_expires = "expired", None
-            self._undecided.discard(item.id)
-            self._waiters.wake(item.id)
-        for id in [id for id, item in self._items.items() if item.final and item.finished_at + self.retention_s <= now]:
-            del self._items[id]  # past retention, as Redis expires its keys
-        return [_copy(item) for item in due]
 
-    async def wait_decided(self, id: str, timeout_s: float) -> ReviewItem | None:
-        with self._waiters.watch(id) as event:
-            item = self._items.get(id)
-            if item is None:
-                raise ReviewNotFound(id)
-            if item.state not in FINAL:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(event.wait(), max(timeout_s, 0.0))
-            return _copy(item) if item.state in FINAL else None
-
-    async def forget_content(self, id: str) -> None:
-        item = self._items.get(id)
-        if item is None:
-            raise ReviewNotFound(id)
-        if item.state not in FINAL:
-            raise conflict(id, "open")
-        item.content, item.decision = {}, without_content(item.decision)
-
-    async def begin_resume(self, id: str, holder: str, lease_s: float) -> ReviewItem | None:
-        item = self._items.get(id)
-        if item is None:
-            raise ReviewNotFound(id)
-        if not item.allowed:
-            raise conflict(id, "unresumable", item.state)
-        now = self._clock()
-        if item.result is not None or (item.resume_expires is not None and item.resume_expires > now):
-            return None
-        item.resumed_by, item.resume_expires = holder, now + lease_s
-        return _copy(item)
-
-    async def save_result(self, id: str, result: dict[str, Any]) -> None:
-        item = self._items.get(id)
-        if item is None:
-            raise ReviewNotFound(id)
-        if not item.allowed:
-            raise conflict(id, "unresumable", item.state)
-        item.result = orjson.loads(orjson.dumps(result))
-        item.content, item.decision, item.resume_expires = {}, without_content(item.decision), None
-
-    async def depth(self) -> dict[str, dict[str, float]]:
-        now = self._clock()
-        depths: dict[str, dict[str, float]] = {}
-        for item in self._items.values():
-            queue = depths.setdefault(item.queue, {"pending": 0.0, "claimed": 0.0, "dead": 0.0, "oldest_pending_s": 0.0})
-            if item.state in queue:
-                queue[item.state] += 1
-            if item.state == "pending":
-                queue["oldest_pending_s"] = max(queue["oldest_pending_s"], now - item.created)
-        return depths
-
-    async def close(self) -> None:
-        self._waiters.wake_all()
+def result_item(item: ReviewItem, result: dict[str, Any]) -> None:
+    if not item.allowed:
+        raise conflict(item.id, "unresumable", item.state)
+    item.result = orjson.loads(orjson.dumps(result))
+    item.content, item.decision, item.resume_expires = {}, without_content(item.decision), None

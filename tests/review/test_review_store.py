@@ -1,18 +1,19 @@
-"""One contract, two review stores: what the in-process queue and the Redis one both guarantee, and what
-the Redis one guarantees across gateway instances sharing it."""
+"""One contract, two review stores: what the local queue (a SQLite file) and the Redis one both guarantee,
+also between two workers or instances sharing one."""
 
 from __future__ import annotations
 
 import asyncio
 import time
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from gateway.review.local_store import LocalReviewStore
 from gateway.review.redis_store import RedisReviewStore
 from gateway.review.store import (
-    LocalReviewStore,
     ReviewConflict,
     ReviewItem,
     ReviewNotFound,
@@ -37,14 +38,15 @@ def item(queue: str = "security", *, created: float | None = None, deadline_in: 
 
 
 @pytest.fixture(params=["local", "redis"])
-async def make_store(request: pytest.FixtureRequest) -> AsyncIterator[StoreFactory]:
-    """Builds stores of the parametrized kind; Redis ones of one test share its prefix (like instances)."""
+async def make_store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[StoreFactory]:
+    """Builds stores of the parametrized kind; those of one test share its file or Redis prefix (like the
+    workers of an instance, or instances)."""
     opened: list[ReviewStore] = []
 
     def factory(max_deliveries: int = 5, retention_s: float = 3600.0) -> ReviewStore:
         store: ReviewStore
         if request.param == "local":
-            store = LocalReviewStore(max_deliveries, retention_s=retention_s)
+            store = LocalReviewStore(tmp_path, max_deliveries, retention_s=retention_s)
         else:
             server: RedisServer = request.getfixturevalue("redis_server")
             store = RedisReviewStore(server.url, request.getfixturevalue("redis_prefix"), max_deliveries, retention_s=retention_s)
@@ -62,12 +64,9 @@ def store(make_store: StoreFactory) -> ReviewStore:
 
 
 @pytest.fixture
-async def redis_pair(redis_server: RedisServer, redis_prefix: str) -> AsyncIterator[tuple[RedisReviewStore, RedisReviewStore]]:
-    """Two gateway instances sharing one Redis and one prefix."""
-    first, second = RedisReviewStore(redis_server.url, redis_prefix), RedisReviewStore(redis_server.url, redis_prefix)
-    yield first, second
-    await first.close()
-    await second.close()
+def pair(make_store: StoreFactory) -> tuple[ReviewStore, ReviewStore]:
+    """Two workers (local: one file) or two instances (redis: one server and prefix) sharing one queue."""
+    return make_store(), make_store()
 
 
 async def test_create_get_round_trips_every_field(store: ReviewStore) -> None:
@@ -408,8 +407,8 @@ async def test_item_json_round_trip_and_validation() -> None:
         item(on_timeout="shrug")
 
 
-async def test_redis_decide_on_one_instance_wakes_a_waiter_on_another(redis_pair: tuple[RedisReviewStore, RedisReviewStore]) -> None:
-    first, second = redis_pair
+async def test_a_decision_on_one_worker_wakes_a_waiter_on_another(pair: tuple[ReviewStore, ReviewStore]) -> None:
+    first, second = pair
     created = item()
     await first.create(created)
     waiter = asyncio.create_task(first.wait_decided(created.id, 10))
@@ -422,9 +421,9 @@ async def test_redis_decide_on_one_instance_wakes_a_waiter_on_another(redis_pair
     assert woken is not None and woken.state == "approved"
 
 
-async def test_redis_concurrent_expiry_expires_each_item_once(redis_pair: tuple[RedisReviewStore, RedisReviewStore]) -> None:
-    first, second = redis_pair
-    overdue = [item(deadline_in=-1) for _ in range(1200)]  # more than one script batch
+async def test_concurrent_expiry_expires_each_item_once(pair: tuple[ReviewStore, ReviewStore]) -> None:
+    first, second = pair
+    overdue = [item(deadline_in=-1) for _ in range(1200)]  # more than one Redis script batch
     for start in range(0, len(overdue), 50):
         await asyncio.gather(*(first.create(one) for one in overdue[start:start + 50]))
     now = time.time()
@@ -434,8 +433,8 @@ async def test_redis_concurrent_expiry_expires_each_item_once(redis_pair: tuple[
     assert set(ids) == {one.id for one in overdue}
 
 
-async def test_redis_concurrent_decides_exactly_one_wins(redis_pair: tuple[RedisReviewStore, RedisReviewStore]) -> None:
-    first, second = redis_pair
+async def test_concurrent_decides_exactly_one_wins(pair: tuple[ReviewStore, ReviewStore]) -> None:
+    first, second = pair
     items = [item() for _ in range(20)]
     for one in items:
         await first.create(one)
@@ -451,8 +450,8 @@ async def test_redis_concurrent_decides_exactly_one_wins(redis_pair: tuple[Redis
         assert stored == winners[0]
 
 
-async def test_redis_concurrent_claims_exactly_one_wins(redis_pair: tuple[RedisReviewStore, RedisReviewStore]) -> None:
-    first, second = redis_pair
+async def test_concurrent_claims_exactly_one_wins(pair: tuple[ReviewStore, ReviewStore]) -> None:
+    first, second = pair
     created = item()
     await first.create(created)
     outcomes = await asyncio.gather(first.claim(created.id, "ann", 30), second.claim(created.id, "bob", 30), return_exceptions=True)
@@ -461,10 +460,22 @@ async def test_redis_concurrent_claims_exactly_one_wins(redis_pair: tuple[RedisR
     assert stored is not None and stored.deliveries == 1
 
 
-async def test_redis_concurrent_resumes_exactly_one_wins(redis_pair: tuple[RedisReviewStore, RedisReviewStore]) -> None:
-    first, second = redis_pair
+async def test_concurrent_resumes_exactly_one_wins(pair: tuple[ReviewStore, ReviewStore]) -> None:
+    first, second = pair
     created = item()
     await first.create(created)
     await first.decide(created.id, "ann", "approve")
     outcomes = await asyncio.gather(first.begin_resume(created.id, "gw-1", 30), second.begin_resume(created.id, "gw-2", 30))
     assert sorted(outcome is None for outcome in outcomes) == [False, True]
+
+
+async def test_the_local_queue_survives_a_restart(tmp_path: Path) -> None:
+    first = LocalReviewStore(tmp_path)
+    created = item()
+    await first.create(created)
+    await first.claim(created.id, "ann", 30)
+    await first.close()
+    restarted = LocalReviewStore(tmp_path)
+    kept = await restarted.get(created.id)
+    assert kept is not None and kept.state == "claimed" and kept.claimed_by == "ann"
+    await restarted.close()

@@ -115,3 +115,32 @@ def test_two_instances_on_one_redis(tmp_path: Path, upstream: FakeUpstream, redi
     assert verified.returncode == 0, verified.stderr
     report = json.loads(verified.stdout)
     assert report["instances"] == 2 and report["records"] >= 10
+
+
+@pytest.mark.timeout(120)
+def test_the_workers_of_one_instance_share_the_local_review_queue(tmp_path: Path, upstream: FakeUpstream) -> None:
+    """`--workers 2` on the local store: the waiting request, the reviewer's calls and the app's fetch each
+    land on whichever worker the kernel picks, and all of them see one queue."""
+    escalate_policy(tmp_path / "policies", wait_s=30)
+    port = free_port()
+    config = {
+        "listen": {"host": "127.0.0.1", "port": port},
+        "providers": {"fake": {"kind": "openai", "base_url": upstream.base_url}},
+        "models": {"gpt-test": {"targets": [{"provider": "fake", "model": "fake-model"}]}},
+        "policies": {"dir": str(tmp_path / "policies")},
+        "store": {"local_dir": str(tmp_path / "var")},
+    }
+    path = write_yaml(tmp_path / "gateway.yaml", json.dumps(config))
+    with GatewayProcess(tmp_path, "--config", str(path), "--workers", "2") as gateway:
+        local = local_gateway(port)
+        gateway.wait_ready(local.url)
+        reviewer = Reviewer(local.url)
+        for _ in range(3):  # each round: new connections, so new draws of the workers
+            waiting = in_background(lambda: _ask(local, "unused", "please refund 900 dollars"))
+            item = reviewer.wait_for_item(queue="finance", state="pending")
+            assert reviewer.call("POST", f"/admin/reviews/{item['id']}/claim")[0] == 200
+            assert reviewer.decide(item["id"], "approve")[0] == 200
+            assert waiting.result(timeout=20).parse().choices[0].message.content
+        for _ in range(6):  # every worker lists the same three decided reviews
+            assert len(reviewer.items(state="approved")) == 3
+    assert len(upstream.received) == 3
