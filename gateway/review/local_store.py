@@ -88,6 +88,11 @@ class LocalReviewStore:
         self._connections: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
         self._ready = False
+        # Calls still running in a thread (a cancelled task's call runs on): `close` waits for them, since
+        # closing a connection under a running statement crashes the process.
+        self._calls = threading.Condition()
+        self._running = 0
+        self._closed = False
 
     # -- the file ---------------------------------------------------------------------------------------
     def _connection(self) -> sqlite3.Connection:
@@ -106,14 +111,26 @@ class LocalReviewStore:
             self._local.connection = connection
         return connection
 
+    def _call(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        """Run `work` on this thread's connection, counted, so that `close` can wait for it."""
+        with self._calls:
+            if self._closed:
+                raise RuntimeError("the review store is closed")
+            self._running += 1
+        try:
+            return work(self._connection())
+        finally:
+            with self._calls:
+                self._running -= 1
+                self._calls.notify_all()
+
     async def _read(self, work: Callable[[sqlite3.Connection], T]) -> T:
-        return await asyncio.to_thread(lambda: work(self._connection()))
+        return await asyncio.to_thread(self._call, work)
 
     async def _change(self, work: Callable[[sqlite3.Connection], T]) -> T:
         """`work` inside one write transaction: what it read cannot change under it before it commits."""
 
-        def transaction() -> T:
-            connection = self._connection()
+        def transaction(connection: sqlite3.Connection) -> T:
             connection.execute("BEGIN IMMEDIATE")
             try:
                 result = work(connection)
@@ -123,7 +140,7 @@ class LocalReviewStore:
             connection.execute("COMMIT")
             return result
 
-        return await asyncio.to_thread(transaction)
+        return await asyncio.to_thread(self._call, transaction)
 
     def _load(self, connection: sqlite3.Connection, id: str) -> ReviewItem:
         row = connection.execute("SELECT item FROM reviews WHERE id = ?", (id,)).fetchone()
@@ -284,10 +301,17 @@ class LocalReviewStore:
 
     async def close(self) -> None:
         self._waiters.wake_all()
-        with self._lock:
-            connections, self._connections = self._connections, []
-        for connection in connections:
-            connection.close()
+
+        def shut() -> None:
+            with self._calls:
+                self._closed = True
+                self._calls.wait_for(lambda: self._running == 0, timeout=BUSY_TIMEOUT_S * 2)
+            with self._lock:
+                connections, self._connections = self._connections, []
+            for connection in connections:
+                connection.close()
+
+        await asyncio.to_thread(shut)
 
 
 def _raised(outcome: ReviewItem | Exception) -> ReviewItem:

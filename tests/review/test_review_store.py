@@ -479,3 +479,20 @@ async def test_the_local_queue_survives_a_restart(tmp_path: Path) -> None:
     kept = await restarted.get(created.id)
     assert kept is not None and kept.state == "claimed" and kept.claimed_by == "ann"
     await restarted.close()
+
+
+async def test_closing_the_local_queue_waits_for_calls_still_running(tmp_path: Path) -> None:
+    """A cancelled task's call runs on in its thread; closing its connection under it would crash the process."""
+    store = LocalReviewStore(tmp_path)
+    created = [item() for _ in range(100)]
+    calls = [asyncio.ensure_future(store.create(one)) for one in created]
+    calls.append(asyncio.ensure_future(store.expire_due(time.time())))
+    await asyncio.sleep(0.01)
+    for call in calls[::2]:
+        call.cancel()  # as the sweeper is, at shutdown
+    await store.close()
+    outcomes = await asyncio.gather(*calls, return_exceptions=True)
+    assert all(outcome is None or isinstance(outcome, (list, asyncio.CancelledError, RuntimeError)) for outcome in outcomes)
+    reopened = LocalReviewStore(tmp_path)
+    assert len(await reopened.list(limit=1000)) <= len(created)
+    await reopened.close()
