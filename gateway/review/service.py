@@ -111,7 +111,8 @@ class ReviewService:
     async def take(self, item: ReviewItem, holder: str) -> bool:
         """Whether this request may carry out an allowed review's exchange itself (a concurrent poll of
         `GET /v1/reviews/{id}` may have started it first)."""
-        return await self.store.begin_resume(item.id, holder, self._resume_lease_s) is not None
+        with _reachable():
+            return await self.store.begin_resume(item.id, holder, self._resume_lease_s) is not None
 
     def delivered(self, review_id: str, status: int) -> None:
         """The waiting request got its answer: mark the review done (and drop its content), off the request path."""
