@@ -26,6 +26,8 @@ is never decoded in Lua, because cjson would turn empty lists into objects.
 Waiting: each RedisReviewStore runs one subscriber to the decided channel (started by its first
 `wait_decided`) and wakes its own waiters by id. A waiter re-reads the item when woken, and every few
 seconds regardless, because pub/sub drops messages while disconnected (each resubscription wakes all).
+While Redis is away a waiter keeps waiting (its review is not lost: Redis keeps it, with AOF), re-reading
+every half second until Redis answers or its time is up.
 
 Retention: a final item's hash expires `retention_s` after it became final. The sorted-set indexes are
 trimmed by score (creation time) once the oldest possible live item is younger than what they drop:
@@ -40,9 +42,9 @@ import builtins
 import contextlib
 import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import asdict
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 
@@ -66,6 +68,7 @@ from gateway.review.store import (
 )
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 RESYNC_S = 5.0  # a waiter re-reads its item this often even without a wake-up
 SUBSCRIBE_WAIT_S = 2.0  # how long a waiter waits for the subscriber before relying on re-reads
@@ -240,7 +243,10 @@ class RedisReviewStore:
         self.channel = f"{prefix}reviews:decided"
         self.deadlines = f"{prefix}reviews:deadlines"
         self._clock = clock
+        from redis.exceptions import ConnectionError as RedisConnectionError  # noqa: PLC0415
+
         self.client: Any = aioredis.Redis.from_url(url, socket_timeout=2.0, socket_connect_timeout=2.0)
+        self._stale_errors: tuple[type[Exception], ...] = (RedisConnectionError,)
         self._create = self.client.register_script(_CREATE)
         self._claim = self.client.register_script(_CLAIM)
         self._decide = self.client.register_script(_DECIDE)
@@ -251,6 +257,18 @@ class RedisReviewStore:
         self._waiters = Waiters()
         self._listener: asyncio.Task[None] | None = None
         self._subscribed = asyncio.Event()
+
+    async def _call(self, make: Callable[[], Awaitable[T]]) -> T:
+        """One Redis call, made again once if its connection turns out dead.
+
+        A pooled connection that Redis closed while idle (a restart) fails the first command sent on it, and
+        redis-py passes that on rather than reconnecting; the second try gets a fresh connection. Running a
+        script twice is safe: a repeat finds its change made and answers a conflict, never applies it twice.
+        """
+        try:
+            return await make()
+        except self._stale_errors:
+            return await make()
 
     def _key(self, id: str) -> str:
         return f"{self.prefix}review:{id}"
@@ -277,18 +295,18 @@ class RedisReviewStore:
             "" if item.claim_expires is None else _number(item.claim_expires), item.deliveries,
             b"" if item.decision is None else orjson.dumps(item.decision),
         ]
-        if not await self._create(keys=[self._key(item.id), self.deadlines], args=args):
+        if not await self._call(lambda: self._create(keys=[self._key(item.id), self.deadlines], args=args)):
             raise conflict(item.id, "exists")
 
     async def get(self, id: str) -> ReviewItem | None:
-        fields = await self.client.hgetall(self._key(id))
+        fields = await self._call(lambda: self.client.hgetall(self._key(id)))
         return _from_hash(fields) if fields else None
 
     async def list(self, *, queue: str | None = None, state: str | None = None, limit: int = 100) -> builtins.list[ReviewItem]:
         check_state(state)
         if limit <= 0:
             return []
-        ids = await self.client.zrevrange(self._index(queue, state), 0, limit - 1)
+        ids = await self._call(lambda: self.client.zrevrange(self._index(queue, state), 0, limit - 1))
         if not ids:
             return []
         async with self.client.pipeline(transaction=False) as pipe:
@@ -301,19 +319,19 @@ class RedisReviewStore:
         check_claim(reviewer, lease_s)
         now = self._clock()
         args: list[str | int] = [self.prefix, id, reviewer, _number(now), _number(now + lease_s), self.max_deliveries]
-        return self._outcome(id, await self._claim(keys=[self._key(id)], args=args))
+        return self._outcome(id, await self._call(lambda: self._claim(keys=[self._key(id)], args=args)))
 
     async def decide(self, id: str, reviewer: str, decision: str, comment: str = "", content: Any = None) -> ReviewItem:
         now = self._clock()
         state, record = decision_record(decision, reviewer, comment, content, now)
         args: list[str | bytes | int] = [self.prefix, id, reviewer, _number(now), state, record, self.channel, self._ttl()]
-        return self._outcome(id, await self._decide(keys=[self._key(id), self.deadlines], args=args))
+        return self._outcome(id, await self._call(lambda: self._decide(keys=[self._key(id), self.deadlines], args=args)))
 
     async def expire_due(self, now: float) -> builtins.list[ReviewItem]:
         expired: builtins.list[ReviewItem] = []
         while True:
             args: list[str | int] = [self.prefix, _number(now), EXPIRE_BATCH, self.channel, self._ttl()]
-            seen, items = await self._expire(keys=[self.deadlines], args=args)
+            seen, items = await self._call(lambda: self._expire(keys=[self.deadlines], args=args))
             expired.extend(_from_flat(flat) for flat in items)
             if int(seen) < EXPIRE_BATCH:
                 break
@@ -327,7 +345,7 @@ class RedisReviewStore:
 
     async def _trim_indexes(self, before: float) -> None:
         """Drop index entries of items created before `before`: final and past retention by then."""
-        queues = [queue.decode() for queue in await self.client.smembers(f"{self.prefix}reviews:queues")]
+        queues = [queue.decode() for queue in await self._call(lambda: self.client.smembers(f"{self.prefix}reviews:queues"))]
         keys = [self._index(None, None)] + [self._index(queue, None) for queue in queues]
         for state in STATES:
             keys.append(self._index(None, state))
@@ -343,16 +361,22 @@ class RedisReviewStore:
             await self._listening(min(SUBSCRIBE_WAIT_S, max(timeout_s, 0.0)))
             while True:
                 event.clear()  # before reading: a wake-up that comes after the read is not lost
-                item = await self.get(id)
-                if item is None:
-                    raise ReviewNotFound(id)
-                if item.state in FINAL:
-                    return item
+                pause = RESYNC_S
+                try:
+                    item = await self.get(id)
+                except Exception as exc:  # noqa: BLE001 - Redis away: the review is not lost, keep waiting
+                    log.debug("review %s: cannot read it (%s: %s); waiting on", id, type(exc).__name__, exc)
+                    pause = RETRY_S
+                else:
+                    if item is None:
+                        raise ReviewNotFound(id)
+                    if item.state in FINAL:
+                        return item
                 remaining = until - time.monotonic()
                 if remaining <= 0:
                     return None
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(event.wait(), min(remaining, RESYNC_S))
+                    await asyncio.wait_for(event.wait(), min(remaining, pause))
 
     async def _listening(self, wait_s: float) -> None:
         """Start the subscriber if needed, and give it up to `wait_s` to be subscribed: a decision
@@ -394,7 +418,7 @@ class RedisReviewStore:
         # A final item's decision never changes again, so this read-then-write cannot lose anything.
         decision = without_content(item.decision)
         args: list[str | bytes] = [self.prefix, b"" if decision is None else orjson.dumps(decision)]
-        reply = await self._forget(keys=[self._key(id)], args=args)
+        reply = await self._call(lambda: self._forget(keys=[self._key(id)], args=args))
         code = reply[0].decode()
         if code == "missing":
             raise ReviewNotFound(id)
@@ -403,7 +427,8 @@ class RedisReviewStore:
 
     async def begin_resume(self, id: str, holder: str, lease_s: float) -> ReviewItem | None:
         now = self._clock()
-        reply = await self._begin_resume(keys=[self._key(id)], args=[self.prefix, holder, _number(now), _number(now + lease_s)])
+        args = [self.prefix, holder, _number(now), _number(now + lease_s)]
+        reply = await self._call(lambda: self._begin_resume(keys=[self._key(id)], args=args))
         if reply[0] in (b"done", b"busy"):
             return None
         item = self._outcome(id, reply)
@@ -419,12 +444,12 @@ class RedisReviewStore:
             raise conflict(id, "unresumable", item.state)
         decision = without_content(item.decision)
         args: list[str | bytes] = [self.prefix, orjson.dumps(result), b"" if decision is None else orjson.dumps(decision)]
-        reply = await self._save_result(keys=[self._key(id)], args=args)
+        reply = await self._call(lambda: self._save_result(keys=[self._key(id)], args=args))
         if reply[0] != b"ok":
             self._outcome(id, reply)
 
     async def depth(self) -> dict[str, dict[str, float]]:
-        queues = sorted(queue.decode() for queue in await self.client.smembers(f"{self.prefix}reviews:queues"))
+        queues = sorted(queue.decode() for queue in await self._call(lambda: self.client.smembers(f"{self.prefix}reviews:queues")))
         if not queues:
             return {}
         async with self.client.pipeline(transaction=False) as pipe:

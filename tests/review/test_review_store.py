@@ -496,3 +496,28 @@ async def test_closing_the_local_queue_waits_for_calls_still_running(tmp_path: P
     reopened = LocalReviewStore(tmp_path)
     assert len(await reopened.list(limit=1000)) <= len(created)
     await reopened.close()
+
+
+async def test_a_waiter_outlives_a_redis_outage() -> None:
+    """Redis killed and restarted while a request waits for its review: the item survives (AOF), the
+    waiter resubscribes, and a decision made after the restart on another instance still wakes it."""
+    with RedisServer(persistent=True) as server:
+        waiting, deciding = RedisReviewStore(server.url, "outage:"), RedisReviewStore(server.url, "outage:")
+        try:
+            created = item()
+            await deciding.create(created)
+            waiter = asyncio.create_task(waiting.wait_decided(created.id, 30))
+            await asyncio.sleep(0.3)
+            server.stop()
+            await asyncio.sleep(1.0)  # the waiter's subscription breaks; it keeps retrying
+            assert not waiter.done()
+            await asyncio.to_thread(server.start)
+            await asyncio.sleep(1.0)
+            started = time.monotonic()
+            await deciding.decide(created.id, "ann", "approve")
+            woken = await asyncio.wait_for(waiter, 10)
+            assert woken is not None and woken.state == "approved"
+            assert time.monotonic() - started < 6  # at the latest its periodic re-read (RESYNC_S) finds it
+        finally:
+            await waiting.close()
+            await deciding.close()
