@@ -330,3 +330,39 @@ def test_a_draining_gateway_answers_waiting_requests_review_pending(
     assert error["type"] == "review_pending" and error["review_id"] == item["id"]
     assert time.monotonic() - started < 4  # at once, not at the drain deadline (limits.drain_timeout_s: 5)
     assert upstream.received == []
+
+
+def test_async_response_review_hands_over_the_held_answer(make_gateway: Any, policy_dir: Path, upstream: FakeUpstream) -> None:
+    escalate_policy(policy_dir, word="contract", phase="response", wait_s=0)
+    upstream.enqueue(*[Reply(body={"id": "x", "object": "chat.completion", "created": 1, "model": "fake-model",
+                                   "choices": [{"index": 0, "message": {"role": "assistant", "content": "see the contract"}, "finish_reason": "stop"}]})] * 2)
+    gateway = make_gateway()
+    reviewer = Reviewer(gateway.url)
+    with sdk_client(gateway) as client:
+        approved, edited = pending_error(client, "question one")["review_id"], pending_error(client, "question two")["review_id"]
+    assert app_review(gateway.url, approved)[1]["result"] is None  # the answer is held, not shown
+    reviewer.decide(approved, "approve")
+    reviewer.decide(edited, "edit", content="Ask your account manager.")
+    assert app_review(gateway.url, approved)[1]["result"]["choices"][0]["message"]["content"] == "see the contract"
+    assert app_review(gateway.url, edited)[1]["result"]["choices"][0]["message"]["content"] == "Ask your account manager."
+    assert len(upstream.received) == 2  # the provider answered once each; the fetches only hand the answer over
+
+
+def test_reviewers_filter_the_queue_by_age_and_state(make_gateway: Any, policy_dir: Path) -> None:
+    escalate_policy(policy_dir, wait_s=0)
+    gateway = make_gateway()
+    reviewer = Reviewer(gateway.url)
+    with sdk_client(gateway) as client:
+        old = pending_error(client)["review_id"]
+        time.sleep(1.2)
+        new = pending_error(client)["review_id"]
+    assert [item["id"] for item in reviewer.items()] == [new, old]  # newest first
+    assert [item["id"] for item in reviewer.items(min_age_s="1")] == [old]
+    reviewer.decide(old, "reject")
+    assert [item["id"] for item in reviewer.items(state="pending")] == [new]
+    assert [item["id"] for item in reviewer.items(state="rejected", queue="finance")] == [old]
+    assert reviewer.items(queue="legal") == []
+    status, refused = reviewer.call("GET", "/admin/reviews?state=bogus")
+    assert status == 400 and refused["error"]["param"] == "state"
+    status, refused = reviewer.call("GET", "/admin/reviews?limit=-1")
+    assert status == 400 and refused["error"]["param"] == "limit"
