@@ -204,7 +204,10 @@ def _describe(engine: PolicySet) -> list[dict[str, object]]:
             "priority": policy.priority,
             "source": policy.source,
             "rules": [
-                {"id": rule.id, "phase": sorted(rule.phases), "check": rule.check.kind, "action": rule.action, "mode": rule.mode}
+                {
+                    "id": rule.id, "phase": sorted(rule.phases), "check": rule.check.kind, "action": rule.action, "mode": rule.mode,
+                    "stage": None if rule.stage is None else {**rule.stage.as_dict(), "schedule": rule.stage.describe()},
+                }
                 for rule in policy.rules
             ],
         }

@@ -28,7 +28,7 @@ from gateway.policy.stages import Stage, parse_instant, rollout_position
 from gateway.policy.suite import run_suite
 from gateway.testing.upstream import FakeUpstream, Reply
 from policy_support import chat, compile_dir, delta_event, engine, policy_file, reply, write_policies
-from support import audit_record_for, run_gateway, sdk_client
+from support import audit_record_for, get, run_gateway, sdk_client
 
 DATE = "2030-01-01T00:00:00Z"
 INSTANT = parse_instant(DATE)
@@ -408,3 +408,15 @@ def test_the_schema_knows_the_staging_keys() -> None:
     document["spec"]["rules"][0]["rollout"]["percent"] = 100
     document["spec"]["until"] = "2030-01-01"
     assert len(list(validator.iter_errors(document))) == 2
+
+
+def test_the_admin_api_shows_each_rules_schedule(make_gateway: Any, policy_dir: Path) -> None:
+    write_policies(policy_dir, staged=GATEWAY_RULES % "2999-01-01T00:00:00Z")
+    gateway = make_gateway()
+    (policy,) = get(f"{gateway.url}/admin/policies").json()["policies"]
+    rules = {rule["id"]: rule for rule in policy["rules"]}
+    assert rules["plain-flag"]["stage"] is None
+    assert rules["dated-block"]["stage"] == {
+        "until": "2999-01-01T00:00:00Z", "rollout_percent": None, "schedule": "monitor until 2999-01-01T00:00:00Z, then enforce",
+    }
+    assert rules["rolled-block"]["stage"] == {"until": None, "rollout_percent": 50, "schedule": "rollout 50%"}
