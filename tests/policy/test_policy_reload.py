@@ -78,7 +78,7 @@ def test_the_admin_endpoint_reloads_and_describes_the_bundle(make_gateway: Any, 
     policies = write_policies(tmp_path / "policies", fruit=FLAG_APPLE)
     gateway = make_gateway(policies={"dir": str(policies), "reload": "off"})
     described = get(f"{gateway.url}/admin/policies").json()
-    assert described["policies"][0]["rules"] == [{"id": "apples", "phase": ["request"], "check": "keywords", "action": "flag", "mode": "enforce"}]
+    assert described["policies"][0]["rules"] == [{"id": "apples", "phase": ["request"], "check": "keywords", "action": "flag", "mode": "enforce", "stage": None}]
     (policies / "fruit.yaml").write_text(policy_file("fruit", BLOCK_APPLE))
     assert decision_for(gateway, "an apple") == "flag"  # reload: off, nothing watches
     answer = raw_request(f"{gateway.url}/admin/policies/reload", b"")
