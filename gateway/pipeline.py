@@ -142,11 +142,7 @@ class Pipeline:
         exchange.model = str(exchange.body.get("model", ""))
         principal = item.principal
         exchange.principal = Principal(app=principal.get("app") or "anonymous", tenant=principal.get("tenant"), sub=principal.get("sub"))
-        decided = item.decision or {}
-        exchange.review = {
-            "id": item.id, "queue": item.queue, "decision": decided.get("decision") or f"timeout_{item.on_timeout}",
-            "reviewer": decided.get("reviewer"), "comment": decided.get("comment", ""), "carried_out": True,
-        }
+        exchange.review = {**item.audit_entry(), "carried_out": True}
         exchange.decision = "escalate"
         try:
             self.router.resolve(exchange)

@@ -80,14 +80,14 @@ class ReviewService:
                 policy=rule.policy, rule=rule.id,
             ) from None
         self.metrics.review_opened(item.queue, phase)
-        exchange.review = {"id": item.id, "queue": item.queue, "decision": None}
+        exchange.review = item.audit_entry()  # named in the audit record even if the wait is cut short
         wait_s = review.wait_s if review.wait_s < review.deadline_s else review.deadline_s + DEADLINE_GRACE_S
         if wait_s > 0 and not self._draining.is_set():
             try:
                 item = await self._wait(item, wait_s)
             except Exception as exc:  # noqa: BLE001 - the review is stored; the app can still fetch its outcome
                 log.warning("review %s: waiting failed (%s: %s)", item.id, type(exc).__name__, exc)
-        _note(exchange, item)
+        exchange.review = item.audit_entry()
         return item
 
     async def _wait(self, item: ReviewItem, wait_s: float) -> ReviewItem:
@@ -206,7 +206,7 @@ class ReviewService:
             raise _not_found(review_id) from None
         except ReviewConflict as conflict:
             raise _conflict(conflict) from None
-        self._ended(item, decision)
+        self._ended(item)
         if not item.allowed:
             with _reachable():
                 await self.store.forget_content(item.id)
@@ -238,24 +238,21 @@ class ReviewService:
         """Apply on_timeout to overdue reviews: each is expired by exactly one worker of all instances."""
         expired = await self.store.expire_due(time.time())
         for item in expired:
-            self._ended(item, f"timeout_{item.on_timeout}")
+            self._ended(item)
             if item.on_timeout == "block":
                 await self.store.forget_content(item.id)
         return expired
 
-    def _ended(self, item: ReviewItem, decision: str) -> None:
-        decided = item.decision or {}
-        review = {
-            "id": item.id, "queue": item.queue, "decision": decision, "reviewer": decided.get("reviewer"),
-            "comment": decided.get("comment", ""),
-        }
+    def _ended(self, item: ReviewItem) -> None:
+        """A review reached its end (a decision, or its deadline): one audit record and its metrics."""
+        review = item.audit_entry()
         event = {
             "phase": item.phase, "policy": item.policy, "rule": item.rule, "escalated_under": item.policy_version,
             "principal": item.principal, "on_timeout": item.on_timeout, "waited_s": round(item.finished_at - item.created, 3),
         }
         record = self.records.event_record("review_decision", self._policy_version(), event, request_id=item.request_id, review=review)
         self.audit.submit(record)
-        self.metrics.review_ended(item.queue, decision, item.finished_at - item.created)
+        self.metrics.review_ended(item.queue, review["decision"], item.finished_at - item.created)
 
     async def _get(self, review_id: str) -> ReviewItem:
         with _reachable():
@@ -313,17 +310,6 @@ def _check_edit(item: ReviewItem, text: str) -> None:
         (edit_reply if item.phase == "response" else edit_request)(endpoint, held or {}, text)
     except EditRefused as refused:
         raise InvalidRequest(f"This edit cannot be applied: {refused}.", param="content", code="invalid_edit") from None
-
-
-def _note(exchange: Exchange, item: ReviewItem) -> None:
-    """The review's outcome so far, for the exchange's audit record."""
-    decided = item.decision or {}
-    decision = decided.get("decision") or (f"timeout_{item.on_timeout}" if item.state == "expired" else None)
-    exchange.review = {
-        "id": item.id, "queue": item.queue, "decision": decision, "reviewer": decided.get("reviewer"), "comment": decided.get("comment", ""),
-    }
-    if decision is None:
-        exchange.review["decision"] = "pending"
 
 
 def _reason(exchange: Exchange, rule: Rule, phase: str) -> str:

@@ -134,6 +134,18 @@ class ReviewItem:
         return self.state in ("approved", "edited") or (self.state == "expired" and self.on_timeout == "allow")
 
     @property
+    def outcome(self) -> str:
+        """What decided it so far: approve, reject, edit, timeout_block, timeout_allow, or pending."""
+        if self.decision:
+            return str(self.decision["decision"])
+        return f"timeout_{self.on_timeout}" if self.state == "expired" else "pending"
+
+    def audit_entry(self) -> dict[str, Any]:
+        """The `review` object of audit records: the exchange's own, and each review_decision record."""
+        decided = self.decision or {}
+        return {"id": self.id, "queue": self.queue, "decision": self.outcome, "reviewer": decided.get("reviewer"), "comment": decided.get("comment", "")}
+
+    @property
     def finished_at(self) -> float:
         """When it became final (a decision's time, or the deadline); retention counts from here."""
         return float(self.decision["ts"]) if self.decision else self.deadline
