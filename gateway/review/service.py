@@ -111,8 +111,11 @@ class ReviewService:
     async def take(self, item: ReviewItem, holder: str) -> bool:
         """Whether this request may carry out an allowed review's exchange itself (a concurrent poll of
         `GET /v1/reviews/{id}` may have started it first)."""
-        with _reachable():
-            return await self.store.begin_resume(item.id, holder, self._resume_lease_s) is not None
+        return await self._lease(item.id, holder) is not None
+
+    async def _lease(self, review_id: str, holder: str) -> ReviewItem | None:
+        with _store_call(review_id):
+            return await self.store.begin_resume(review_id, holder, self._resume_lease_s)
 
     def delivered(self, review_id: str, status: int) -> None:
         """The waiting request got its answer: mark the review done (and drop its content), off the request path."""
@@ -133,11 +136,10 @@ class ReviewService:
         if item.principal != {"app": principal.app, "tenant": principal.tenant, "sub": principal.sub}:
             raise _not_found(review_id)  # someone else's review does not exist, as far as this caller knows
         if item.allowed and item.result is None:
-            with _reachable():
-                taken = await self.store.begin_resume(item.id, holder, self._resume_lease_s)
+            taken = await self._lease(item.id, holder)
             if taken is not None:
                 result = await carry_out(taken)
-                with _reachable():
+                with _store_call(item.id):
                     await self.store.save_result(item.id, result)
                 item = await self._get(review_id)
         return item
@@ -167,7 +169,7 @@ class ReviewService:
     # -- reviewers --------------------------------------------------------------------------------------
     async def find(self, *, queue: str | None, state: str | None, min_age_s: float, limit: int) -> list[ReviewItem]:
         try:
-            with _reachable():
+            with _store_call():
                 items = await self.store.list(queue=queue, state=state, limit=limit)
         except ValueError as exc:
             raise InvalidRequest(str(exc), param="state", code="invalid_value") from None
@@ -180,13 +182,8 @@ class ReviewService:
         return await self._get(review_id)
 
     async def claim(self, review_id: str, reviewer: str) -> ReviewItem:
-        try:
-            with _reachable():
-                return await self.store.claim(review_id, reviewer, self.config.claim_lease_s)
-        except ReviewNotFound:
-            raise _not_found(review_id) from None
-        except ReviewConflict as conflict:
-            raise _conflict(conflict) from None
+        with _store_call(review_id):
+            return await self.store.claim(review_id, reviewer, self.config.claim_lease_s)
 
     async def decide(self, review_id: str, reviewer: str, decision: str, comment: str, content: Any) -> ReviewItem:
         """A reviewer's decision: stored once, audited with their name, and the held content dropped when
@@ -199,16 +196,11 @@ class ReviewService:
             _check_edit(await self._get(review_id), content)
         elif content is not None:
             raise InvalidRequest("'content' goes with an edit only.", param="content", code="invalid_value")
-        try:
-            with _reachable():
-                item = await self.store.decide(review_id, reviewer, decision, comment, content)
-        except ReviewNotFound:
-            raise _not_found(review_id) from None
-        except ReviewConflict as conflict:
-            raise _conflict(conflict) from None
+        with _store_call(review_id):
+            item = await self.store.decide(review_id, reviewer, decision, comment, content)
         self._ended(item)
         if not item.allowed:
-            with _reachable():
+            with _store_call(review_id):
                 await self.store.forget_content(item.id)
         return item
 
@@ -255,7 +247,7 @@ class ReviewService:
         self.metrics.review_ended(item.queue, review["decision"], item.finished_at - item.created)
 
     async def _get(self, review_id: str) -> ReviewItem:
-        with _reachable():
+        with _store_call(review_id):
             item = await self.store.get(review_id)
         if item is None:
             raise _not_found(review_id)
@@ -263,12 +255,16 @@ class ReviewService:
 
 
 @contextlib.contextmanager
-def _reachable() -> Iterator[None]:
-    """A store that cannot be reached (Redis down) is a 503 for apps and reviewers, never a traceback; the
-    store's own refusals (not found, conflicts, bad arguments) pass through as they are."""
+def _store_call(review_id: str = "") -> Iterator[None]:
+    """A store call as apps and reviewers see it: the store's refusals as 404 and 409 answers, a store that
+    cannot be reached (Redis down) as a 503, never a traceback. Bad arguments (ValueError) pass through."""
     try:
         yield
-    except (ReviewConflict, ReviewNotFound, ValueError, GatewayError):
+    except ReviewNotFound:
+        raise _not_found(review_id) from None
+    except ReviewConflict as conflict:
+        raise _conflict(conflict) from None
+    except (ValueError, GatewayError):
         raise
     except Exception as exc:  # noqa: BLE001 - connection errors, timeouts: whatever the client library raises
         log.warning("review queue unavailable: %s: %s", type(exc).__name__, exc)
