@@ -50,6 +50,10 @@ class Principal:
     roles: frozenset[str] = frozenset()
     claims: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)  # the rest of the token
 
+    def identity(self) -> dict[str, str | None]:
+        """Who it is, as audit records and review items keep it (roles and other claims are not kept)."""
+        return {"app": self.app, "tenant": self.tenant, "sub": self.sub}
+
     def claim(self, name: str) -> tuple[str, ...]:
         """A claim's values as strings, for policy `match.claims` (app, tenant, sub and roles included)."""
         if name == "app":

@@ -97,7 +97,6 @@ class RecordBuilder:
 
     def exchange_record(self, exchange: Exchange, policy_version: str) -> AuditRecord:
         """Shares the Exchange's attempt and decision lists: the exchange is finished, nothing changes them."""
-        principal = exchange.principal
         error = exchange.error
         return AuditRecord(
             v=SCHEMA_VERSION,
@@ -106,7 +105,7 @@ class RecordBuilder:
             kind="exchange",
             request_id=exchange.request_id,
             instance=self.instance,
-            principal={"app": principal.app, "tenant": principal.tenant, "sub": principal.sub},
+            principal=exchange.principal.identity(),
             endpoint=exchange.endpoint.value if exchange.endpoint else None,
             model=exchange.model or None,
             stream=exchange.stream,

@@ -63,10 +63,8 @@ class ReviewService:
         review = rule.review
         assert review is not None, "the policy loader requires review: on escalate rules"
         now = time.time()
-        principal = exchange.principal
         item = ReviewItem.new(
-            queue=review.queue, phase=phase, request_id=exchange.request_id,
-            principal={"app": principal.app, "tenant": principal.tenant, "sub": principal.sub},
+            queue=review.queue, phase=phase, request_id=exchange.request_id, principal=exchange.principal.identity(),
             policy=rule.policy, rule=rule.id, policy_version=self._policy_version(), reason=_reason(exchange, rule, phase),
             content={"endpoint": exchange.endpoint.value if exchange.endpoint else None, **content},
             deadline=now + review.deadline_s, on_timeout=review.on_timeout, created=now,
@@ -133,7 +131,7 @@ class ReviewService:
     async def fetch(self, review_id: str, principal: Principal, carry_out: CarryOut, holder: str) -> ReviewItem:
         """The review as its own app may see it, carrying out an allowed exchange first if nobody has."""
         item = await self._get(review_id)
-        if item.principal != {"app": principal.app, "tenant": principal.tenant, "sub": principal.sub}:
+        if item.principal != principal.identity():
             raise _not_found(review_id)  # someone else's review does not exist, as far as this caller knows
         if item.allowed and item.result is None:
             taken = await self._lease(item.id, holder)
