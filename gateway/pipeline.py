@@ -237,7 +237,7 @@ class Pipeline:
                     exchange.policy_s += time.perf_counter() - started
         except StreamBlocked as blocked:
             error = violation(blocked.verdict)
-            if blocked.verdict.action == "escalate" and blocked.release is not None and self.reviews is not None:
+            if self._escalates(blocked.verdict) and blocked.release is not None:
                 try:  # a `stream: buffer` rule escalated: nothing was sent yet; the review decides what is
                     reply = await self._escalate(exchange, blocked.verdict, "response", _completion(exchange, first, blocked.reply))
                     reviewed = blocked.release(reply)
@@ -319,30 +319,27 @@ def violation(verdict: Verdict) -> GatewayError:
 
 def _content_filter_chunk(exchange: Exchange, first: StreamEvent | None) -> StreamEvent:
     """The chunk that tells an SDK the reply was cut by a filter (OpenAI's own finish_reason for it)."""
-    first = first or {}
     if exchange.endpoint is Endpoint.COMPLETIONS:
-        choice: dict[str, Any] = {"index": 0, "text": "", "finish_reason": "content_filter"}
-        kind = "text_completion"
-    else:
-        choice = {"index": 0, "delta": {}, "finish_reason": "content_filter"}
-        kind = "chat.completion.chunk"
-    return {"id": first.get("id", exchange.request_id), "object": kind, "created": first.get("created", int(exchange.ts)),
-            "model": first.get("model", exchange.model), "choices": [choice]}
+        return _like_stream(exchange, first, "text_completion", [{"index": 0, "text": "", "finish_reason": "content_filter"}])
+    return _like_stream(exchange, first, "chat.completion.chunk", [{"index": 0, "delta": {}, "finish_reason": "content_filter"}])
 
 
 def _completion(exchange: Exchange, first: StreamEvent | None, reply: dict[str, Any] | None) -> dict[str, Any]:
     """A buffered stream's reply as the non-streamed completion it stands for: what a reviewer judges, and
     what an app fetches once the review allows it."""
+    choices = (reply or {}).get("choices") or ()
+    if exchange.endpoint is Endpoint.COMPLETIONS:
+        texts = [{"index": choice["index"], "text": choice.get("text", ""), "finish_reason": "stop"} for choice in choices]
+        return _like_stream(exchange, first, "text_completion", texts)
+    messages = [{"index": choice["index"], "message": choice["message"], "finish_reason": "stop"} for choice in choices]
+    return _like_stream(exchange, first, "chat.completion", messages)
+
+
+def _like_stream(exchange: Exchange, first: StreamEvent | None, kind: str, choices: list[dict[str, Any]]) -> dict[str, Any]:
+    """An object of `kind` with the stream's own id, created time and model (from its first event)."""
     first = first or {}
-    completions = exchange.endpoint is Endpoint.COMPLETIONS
-    choices = []
-    for choice in (reply or {}).get("choices") or ():
-        if completions:
-            choices.append({"index": choice["index"], "text": choice.get("text", ""), "finish_reason": "stop"})
-        else:
-            choices.append({"index": choice["index"], "message": choice["message"], "finish_reason": "stop"})
-    return {"id": first.get("id", exchange.request_id), "object": "text_completion" if completions else "chat.completion",
-            "created": first.get("created", int(exchange.ts)), "model": first.get("model", exchange.model), "choices": choices}
+    return {"id": first.get("id", exchange.request_id), "object": kind, "created": first.get("created", int(exchange.ts)),
+            "model": first.get("model", exchange.model), "choices": choices}
 
 
 def _usage_of(reply: dict[str, Any]) -> Usage | None:
