@@ -26,7 +26,7 @@ from typing import Any
 from urllib.parse import quote
 
 from gateway.cli.remote import RemoteFailed, add_remote_arguments, call
-from gateway.review.display import age, content_text
+from gateway.review.display import age, content_text, message_text
 
 # Every state an item can be in (gateway/review/store.py STATES), in the order of its life.
 STATE_CHOICES = ("pending", "claimed", "dead", "approved", "rejected", "edited", "expired")
@@ -216,7 +216,7 @@ def _request_lines(endpoint: str, request: dict[str, Any]) -> list[str]:
         messages = request.get("messages")
         if not isinstance(messages, list) or not messages:
             return ["  (no messages)"]
-        return [_entry(*_message(message)) for message in messages if isinstance(message, dict)]
+        return [_entry(*message_text(message)) for message in messages if isinstance(message, dict)]
     name = "prompt" if endpoint == "completions" else "input"
     value = request.get(name)
     values = value if isinstance(value, list) and value and all(isinstance(part, str) for part in value) else [value]
@@ -234,23 +234,8 @@ def _reply_lines(endpoint: str, reply: dict[str, Any]) -> list[str]:
             lines.append(_entry("text", content_text(choice.get("text")), lead))
         else:
             message = choice.get("message")
-            lines.append(_entry(*_message({"role": "assistant", **(message if isinstance(message, dict) else {})}), lead))
+            lines.append(_entry(*message_text({"role": "assistant", **(message if isinstance(message, dict) else {})}), lead))
     return lines
-
-
-def _message(message: dict[str, Any]) -> tuple[str, str]:
-    """A chat message's label (its role) and text, with tool calls and non-text parts named rather than dropped."""
-    role = str(message.get("role") or "?")
-    if message.get("name"):
-        role += f" {message['name']}"
-    parts = [f"(result of {message['tool_call_id']})"] if message.get("tool_call_id") else []
-    if message.get("content") is not None:
-        parts.append(content_text(message.get("content")))
-    for tool_call in message.get("tool_calls") or []:
-        function = tool_call.get("function") if isinstance(tool_call, dict) else None
-        if isinstance(function, dict):
-            parts.append(f"(tool call {function.get('name')}({function.get('arguments') or ''}))")
-    return role, " ".join(part for part in parts if part) or "(empty)"
 
 
 def _entry(label: str, text: str, lead: str = "  ") -> str:

@@ -18,7 +18,7 @@ from typing import Any
 from urllib.parse import quote, urlencode
 
 from gateway.exchange import Endpoint
-from gateway.review.display import age, content_text
+from gateway.review.display import age, content_text, message_text
 from gateway.review.edits import edited_text
 from gateway.review.store import FINAL, LIVE, STATES, ReviewItem
 
@@ -251,14 +251,10 @@ def reply_text(reply: Any, endpoint: Endpoint) -> str:
 
 
 def _message(message: Any, label: str = "") -> str:
-    if not isinstance(message, Mapping):
+    if not isinstance(message, dict):
         return _block(label or "message", content_text(message))
-    role = str(message.get("role", "?"))
-    text = content_text(message.get("content"))
-    tools = message.get("tool_calls")
-    if tools:
-        text += ("\n" if text else "") + "tool calls: " + json.dumps(tools, indent=2, ensure_ascii=False)
-    return _block(f"{label} {role}".strip(), text, role)
+    name, text = message_text(message)
+    return _block(f"{label} {name}".strip(), text, str(message.get("role", "?")))
 
 
 def _block(label: str, text: str, role: str = "") -> str:

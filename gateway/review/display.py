@@ -1,4 +1,4 @@
-"""How a review reads to a person, the same in the console and the CLI: message content as text, and ages."""
+"""How a review reads to a person, the same in the console and the CLI: messages as text, and ages."""
 
 from __future__ import annotations
 
@@ -16,6 +16,22 @@ def content_text(value: Any) -> str:
     if isinstance(value, list):
         return "\n".join(_part(part) for part in value)
     return json.dumps(value, indent=2, ensure_ascii=False)
+
+
+def message_text(message: dict[str, Any]) -> tuple[str, str]:
+    """A chat message's label (its role, and name) and its text, tool calls and tool results named rather
+    than dropped."""
+    role = str(message.get("role") or "?")
+    if message.get("name"):
+        role += f" {message['name']}"
+    parts = [f"(result of {message['tool_call_id']})"] if message.get("tool_call_id") else []
+    if message.get("content") is not None:
+        parts.append(content_text(message.get("content")))
+    for tool_call in message.get("tool_calls") or []:
+        function = tool_call.get("function") if isinstance(tool_call, dict) else None
+        if isinstance(function, dict):
+            parts.append(f"(tool call {function.get('name')}({function.get('arguments') or ''}))")
+    return role, " ".join(part for part in parts if part) or "(empty)"
 
 
 def _part(part: Any) -> str:
