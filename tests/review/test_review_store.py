@@ -266,17 +266,23 @@ async def test_expire_due_skips_decided_items(store: ReviewStore) -> None:
     assert (await store.get(soon.id)).state == "approved"  # type: ignore[union-attr]
 
 
-async def test_wait_decided_wakes_on_decide(store: ReviewStore) -> None:
+async def decision_wakes_waiter(waiting: ReviewStore, deciding: ReviewStore, within_s: float) -> ReviewItem:
+    """A request waits on `waiting`; a reviewer decides through `deciding`; the waiter wakes within `within_s`."""
     created = item()
-    await store.create(created)
-    waiter = asyncio.create_task(store.wait_decided(created.id, 10))
-    await asyncio.sleep(0.2)
+    await deciding.create(created)
+    waiter = asyncio.create_task(waiting.wait_decided(created.id, 10))
+    await asyncio.sleep(0.3)
     assert not waiter.done()
     started = time.monotonic()
-    await store.decide(created.id, "ann", "approve")
+    await deciding.decide(created.id, "ann", "approve")
     woken = await asyncio.wait_for(waiter, 5)
-    assert time.monotonic() - started < 0.5
+    assert time.monotonic() - started < within_s
     assert woken is not None and woken.state == "approved"
+    return woken
+
+
+async def test_wait_decided_wakes_on_decide(store: ReviewStore) -> None:
+    created = await decision_wakes_waiter(store, store, within_s=0.5)
     again = await store.wait_decided(created.id, 0)  # already final: at once
     assert again is not None and again.state == "approved"
 
@@ -409,16 +415,7 @@ async def test_item_json_round_trip_and_validation() -> None:
 
 async def test_a_decision_on_one_worker_wakes_a_waiter_on_another(pair: tuple[ReviewStore, ReviewStore]) -> None:
     first, second = pair
-    created = item()
-    await first.create(created)
-    waiter = asyncio.create_task(first.wait_decided(created.id, 10))
-    await asyncio.sleep(0.3)
-    assert not waiter.done()
-    started = time.monotonic()
-    await second.decide(created.id, "ann", "approve")
-    woken = await asyncio.wait_for(waiter, 5)
-    assert time.monotonic() - started < 1.0
-    assert woken is not None and woken.state == "approved"
+    await decision_wakes_waiter(first, second, within_s=1.0)
 
 
 async def test_concurrent_expiry_expires_each_item_once(pair: tuple[ReviewStore, ReviewStore]) -> None:
