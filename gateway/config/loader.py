@@ -42,6 +42,7 @@ from gateway.config.model import (
 from gateway.config.reader import ConfigError, Section
 from gateway.config.yaml_source import YamlError, load_yaml_file
 from gateway.secret import Secret
+from gateway.upstream.request import Origin, check_header
 
 DEFAULT_CONFIG_PATH = Path("gateway.yaml")
 CONFIG_ENV = "GATEWAY_CONFIG"
@@ -142,6 +143,7 @@ def _provider(name: str, section: Section) -> ProviderConfig:
         )
         if any(header.lower() == "authorization" for header in provider.headers):
             section.fail("headers", "set the provider key with api_key, not an Authorization header")
+        _check_http(section, provider)
     else:
         provider = ProviderConfig(
             name=name,
@@ -151,6 +153,24 @@ def _provider(name: str, section: Section) -> ProviderConfig:
         )
     section.finish()
     return provider
+
+
+def _check_http(section: Section, provider: ProviderConfig) -> None:
+    """What the upstream client will send must be valid HTTP: caught here, with the key's name."""
+    try:
+        Origin.of(provider.base_url)
+    except ValueError as exc:
+        section.fail("base_url", str(exc))
+    for name, value in provider.headers.items():
+        try:
+            check_header(name, value)
+        except ValueError as exc:
+            section.fail("headers", str(exc))
+    if provider.api_key is not None:
+        try:
+            check_header("authorization", provider.api_key.reveal())
+        except ValueError:
+            section.fail("api_key", "has a line break or another control character")
 
 
 def _route(name: str, section: Section, providers: dict[str, ProviderConfig]) -> ModelRoute:

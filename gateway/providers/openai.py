@@ -1,7 +1,7 @@
 """The `openai` provider: any OpenAI-compatible server (OpenAI, vLLM, Ollama, LM Studio, another gateway).
 
 Failures are mapped here, once, to the most specific `gateway.errors` class; nothing above this module
-sees an aiohttp exception. The provider key is revealed only into the outgoing Authorization header.
+sees an upstream client exception. The provider key is revealed only into the pre-rendered request heads.
 """
 
 from __future__ import annotations
@@ -10,10 +10,9 @@ import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
-import aiohttp
 import orjson
 
-from gateway.config.model import ProviderConfig
+from gateway.config.model import ProviderConfig, UpstreamTimeouts
 from gateway.errors import (
     GatewayError,
     UpstreamBadResponse,
@@ -23,26 +22,40 @@ from gateway.errors import (
     UpstreamStatusError,
     UpstreamTimeout,
 )
+from gateway.exchange import Endpoint
 from gateway.providers.base import StreamEvent, UpstreamCall
 from gateway.providers.sse import DONE, SSEDecoder
 from gateway.secret import Secret
+from gateway.upstream import (
+    ConnectFailed,
+    ConnectionBroken,
+    ConnectTimeout,
+    Origin,
+    ReadTimeout,
+    RequestHead,
+    UpstreamClient,
+    UpstreamClientError,
+    UpstreamResponse,
+)
 
 MAX_ERROR_BODY_BYTES = 64 * 1024
 DRAIN_AFTER_DONE_S = 1.0  # how long to wait for the end of a stream's body after its [DONE]
 
 
 class OpenAIProvider:
-    def __init__(self, config: ProviderConfig, session: aiohttp.ClientSession) -> None:
+    def __init__(self, config: ProviderConfig, client: UpstreamClient) -> None:
         self.name = config.name
-        self._session = session
+        self._client = client
         self._base_url = config.base_url
         self._timeouts = config.timeouts
-        self._client_timeouts: dict[float, aiohttp.ClientTimeout] = {}  # one per distinct call deadline
         self._api_key = config.api_key  # a Secret: only to mask it in what the provider says back
-        headers = {"content-type": "application/json", **config.headers}
+        self._origin, path = Origin.of(config.base_url)
+        # No redirects are followed: base_url is the trust boundary, and the key must not go anywhere else.
+        headers = {"content-type": "application/json", "accept-encoding": "gzip, deflate"}
+        headers.update((name.lower(), value) for name, value in config.headers.items())
         if config.api_key:
             headers["authorization"] = f"Bearer {config.api_key.reveal()}"
-        self._headers = headers
+        self._heads = {endpoint: RequestHead(self._origin, "POST", f"{path}/{endpoint.value}", headers) for endpoint in Endpoint}
 
     def __repr__(self) -> str:
         return f"OpenAIProvider(name={self.name!r}, base_url={self._base_url!r})"
@@ -50,70 +63,44 @@ class OpenAIProvider:
     async def send(self, call: UpstreamCall) -> dict[str, Any]:
         response = await self._post(call)
         try:
-            try:
-                raw = await response.read()
-            except TimeoutError as exc:
-                raise _read_timeout(self.name, exc, "while sending its reply") from None
-            except aiohttp.ClientError as exc:
-                raise UpstreamConnectError(f"provider {self.name!r} broke off its reply: {type(exc).__name__}") from None
+            raw = await response.read()
+        except UpstreamClientError as exc:
+            raise _failure(self.name, exc, call, self._timeouts, "while sending its reply") from None
         finally:
             response.release()
         return _json_object(raw, f"provider {self.name!r} answered with a body")
 
     async def open_stream(self, call: UpstreamCall) -> OpenAIStream:
         response = await self._post(call)
-        content_type = response.headers.get("content-type", "")
+        content_type = response.header(b"content-type") or ""
         if not content_type.startswith("text/event-stream"):
             response.release()
             raise UpstreamBadResponse(f"provider {self.name!r} answered a stream request with {content_type or 'no content type'!r}")
-        return OpenAIStream(self.name, response, self._timeouts.idle_s, self._api_key)
+        return OpenAIStream(self.name, response, call, self._timeouts, self._api_key)
 
     async def close(self) -> None:
-        return None  # the session belongs to the app, which closes it
+        return None  # the client belongs to the app, which closes it
 
-    async def _post(self, call: UpstreamCall) -> aiohttp.ClientResponse:
-        """Send the request and wait for the status line and headers; non-2xx become errors here.
-
-        One timer serves both read deadlines: aiohttp's socket-read timeout is `first_byte_s` until the
-        headers arrive (nothing is read before them), then becomes `idle_s` for the body. A separate
-        `asyncio.timeout` around the call would arm a second timer on every request.
-        """
+    async def _post(self, call: UpstreamCall) -> UpstreamResponse:
+        """Send the request and wait for the status line and headers; non-2xx become errors here."""
         timeouts = self._timeouts
-        timeout = self._client_timeouts.get(call.timeout_s)
-        if timeout is None:
-            timeout = aiohttp.ClientTimeout(total=call.timeout_s, sock_connect=timeouts.connect_s, sock_read=timeouts.first_byte_s)
-            self._client_timeouts[call.timeout_s] = timeout
-        headers = self._headers if not call.request_id else {**self._headers, "x-request-id": call.request_id}
-        url = f"{self._base_url}/{call.endpoint.value}"
+        request = self._heads[call.endpoint].render(orjson.dumps(call.body), call.request_id)
+        deadline = asyncio.get_running_loop().time() + call.timeout_s
         try:
-            # No redirects: base_url is the trust boundary, and the provider's headers must not follow a
-            # redirect to another host (aiohttp drops Authorization there, but not `headers:` like api-key).
-            response = await self._session.post(
-                url, data=orjson.dumps(call.body), headers=headers, timeout=timeout, allow_redirects=False
+            response = await self._client.request(
+                self._origin, request, connect_s=timeouts.connect_s, first_byte_s=timeouts.first_byte_s, idle_s=timeouts.idle_s, deadline=deadline
             )
-        except aiohttp.ConnectionTimeoutError:  # before TimeoutError: aiohttp's timeouts subclass it
-            raise UpstreamTimeout(f"provider {self.name!r} did not accept a connection within {timeouts.connect_s:g}s", code="upstream_connect_timeout") from None
-        except aiohttp.ServerTimeoutError:
-            raise UpstreamTimeout(f"provider {self.name!r} did not answer within {timeouts.first_byte_s:g}s", code="upstream_first_byte_timeout") from None
-        except TimeoutError:
-            raise UpstreamTimeout(f"provider {self.name!r} did not answer within the call's deadline ({call.timeout_s:g}s)", code="upstream_deadline_exceeded") from None
-        except aiohttp.ClientConnectorError as exc:
-            raise UpstreamConnectError(f"cannot connect to provider {self.name!r}: {exc.os_error.strerror or exc}") from None
-        except aiohttp.ClientError as exc:
-            raise UpstreamConnectError(f"provider {self.name!r} closed the connection: {type(exc).__name__}") from None
-        connection = response.connection
-        if connection is not None and connection.protocol is not None:
-            connection.protocol.read_timeout = timeouts.idle_s
-            connection.protocol.start_timeout()  # re-arm now with the idle deadline
+        except UpstreamClientError as exc:
+            raise _failure(self.name, exc, call, timeouts, "before answering") from None
         if response.status < 300:
             return response
         raise await self._status_error(response)
 
-    async def _status_error(self, response: aiohttp.ClientResponse) -> GatewayError:
+    async def _status_error(self, response: UpstreamResponse) -> GatewayError:
         status = response.status
         try:
-            raw = await response.content.read(MAX_ERROR_BODY_BYTES)
-        except (aiohttp.ClientError, asyncio.TimeoutError):
+            raw = await response.read(MAX_ERROR_BODY_BYTES)
+        except UpstreamClientError:
             raw = b""
         finally:
             response.release()
@@ -123,8 +110,29 @@ class OpenAIProvider:
             return UpstreamStatusError(f"provider {self.name!r} rejected the gateway's credentials (HTTP {status})", code="upstream_auth_failed")
         if status >= 500 or status < 400:
             return UpstreamStatusError(f"provider {self.name!r} failed with HTTP {status}: {message}", code=f"upstream_status_{status}")
-        headers = {"retry-after": response.headers["retry-after"]} if "retry-after" in response.headers else {}
-        return UpstreamRejected(status, f"provider {self.name!r}: {message}", headers=headers)
+        retry_after = response.header(b"retry-after")
+        return UpstreamRejected(status, f"provider {self.name!r}: {message}", headers={"retry-after": retry_after} if retry_after else {})
+
+
+def _failure(provider: str, exc: UpstreamClientError, call: UpstreamCall, timeouts: UpstreamTimeouts, where: str) -> UpstreamError:
+    """The gateway error for an upstream client failure; `where` says what the provider was doing."""
+    if isinstance(exc, ConnectTimeout):
+        return UpstreamTimeout(f"provider {provider!r} did not accept a connection within {timeouts.connect_s:g}s", code="upstream_connect_timeout")
+    if isinstance(exc, ReadTimeout):
+        if exc.stage == "first_byte":
+            return UpstreamTimeout(f"provider {provider!r} did not answer within {timeouts.first_byte_s:g}s", code="upstream_first_byte_timeout")
+        if exc.stage == "idle":
+            return UpstreamTimeout(f"provider {provider!r} stalled {where} longer than its idle timeout ({timeouts.idle_s:g}s)", code="upstream_idle_timeout")
+        return UpstreamTimeout(f"provider {provider!r} passed the call's deadline ({call.timeout_s:g}s) {where}", code="upstream_deadline_exceeded")
+    if isinstance(exc, ConnectFailed):
+        return UpstreamConnectError(f"cannot connect to provider {provider!r}: {exc}")
+    if isinstance(exc, ConnectionBroken):
+        if exc.before_reply:
+            return UpstreamConnectError(f"provider {provider!r} closed the connection {where}")
+        if where == "mid-stream":
+            return UpstreamConnectError(f"provider {provider!r} broke the stream: {exc}", code="upstream_stream_broken")
+        return UpstreamConnectError(f"provider {provider!r} broke off its reply: {exc}")
+    return UpstreamBadResponse(f"provider {provider!r} sent {exc}")
 
 
 def _json_object(raw: bytes, what: str) -> dict[str, Any]:
@@ -136,14 +144,6 @@ def _json_object(raw: bytes, what: str) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise UpstreamBadResponse(f"{what} that is JSON but not an object")
     return value
-
-
-def _read_timeout(provider: str, exc: TimeoutError, where: str) -> UpstreamTimeout:
-    """aiohttp raises its own subclass when a read waits past `idle_s`; a plain TimeoutError is the
-    whole call's deadline (the route's `timeout_s`, else `limits.request_timeout_s`) running out."""
-    if isinstance(exc, aiohttp.ServerTimeoutError):
-        return UpstreamTimeout(f"provider {provider!r} stalled {where} longer than its idle timeout", code="upstream_idle_timeout")
-    return UpstreamTimeout(f"provider {provider!r} passed the call's deadline {where}", code="upstream_deadline_exceeded")
 
 
 def _error_message(raw: bytes, api_key: Secret | None) -> str:
@@ -170,10 +170,11 @@ def _error_text(raw: bytes) -> str:
 class OpenAIStream:
     """Decodes the upstream's SSE body into events; every failure becomes an `UpstreamError`."""
 
-    def __init__(self, provider: str, response: aiohttp.ClientResponse, idle_s: float, api_key: Secret | None = None) -> None:
+    def __init__(self, provider: str, response: UpstreamResponse, call: UpstreamCall, timeouts: UpstreamTimeouts, api_key: Secret | None = None) -> None:
         self._provider = provider
         self._response = response
-        self._idle_s = idle_s
+        self._call = call
+        self._timeouts = timeouts
         self._api_key = api_key
         self.complete = False
 
@@ -182,9 +183,8 @@ class OpenAIStream:
 
     async def _batches(self) -> AsyncIterator[list[StreamEvent]]:
         decoder = SSEDecoder()
-        content = self._response.content
         while True:
-            batch, done, error = self._decode(decoder, await self._read(content))
+            batch, done, error = self._decode(decoder, await self._read())
             self.complete = done
             if batch:
                 yield batch
@@ -194,24 +194,19 @@ class OpenAIStream:
                 return
 
     async def aclose(self) -> None:
-        """Return the connection to the pool after a complete stream, else drop it.
+        """Return the connection to the pool after a complete stream, else close it.
 
-        `[DONE]` can arrive a read before the end of the HTTP body; releasing right away would make aiohttp
-        close a healthy keep-alive connection (a new TCP and TLS handshake for the next call). So the rest
-        of the body is read first, briefly: the client already has its `[DONE]` by now.
+        `[DONE]` can arrive a read before the end of the HTTP body; releasing right away would close a
+        healthy keep-alive connection (a new TCP and TLS handshake for the next call). So the rest of the
+        body is read first, briefly: the client already has its `[DONE]` by now.
         """
         response = self._response
-        if self.complete and not response.content.at_eof():
+        if self.complete and not response.complete:
             try:
-                async with asyncio.timeout(min(self._idle_s, DRAIN_AFTER_DONE_S)):
-                    while await response.content.readany():
-                        pass
-            except (TimeoutError, aiohttp.ClientError):
+                await response.drain(min(self._timeouts.idle_s, DRAIN_AFTER_DONE_S))
+            except UpstreamClientError:
                 pass
-        if self.complete and response.content.at_eof():
-            response.release()
-        else:
-            response.close()  # an unfinished body must not go back to the pool
+        response.release()  # closes the connection unless its body was read to the end
 
     def _decode(self, decoder: SSEDecoder, chunk: bytes) -> tuple[list[StreamEvent], bool, UpstreamError | None]:
         """The events completed by one read, whether [DONE] came, and the failure that cut the read short.
@@ -234,19 +229,14 @@ class OpenAIStream:
                 return batch, False, error
         return batch, False, None
 
-    async def _read(self, content: aiohttp.StreamReader) -> bytes:
+    async def _read(self) -> bytes:
         try:
-            return await content.readany()
-        except TimeoutError as exc:
-            raise _read_timeout(self._provider, exc, "mid-stream") from None
-        except aiohttp.ClientError as exc:
-            raise UpstreamConnectError(f"provider {self._provider!r} broke the stream: {type(exc).__name__}", code="upstream_stream_broken") from None
-        except ValueError as exc:
-            raise UpstreamBadResponse(f"provider {self._provider!r} sent an invalid stream: {exc}") from None
+            return await self._response.read_chunk()
+        except UpstreamClientError as exc:
+            raise _failure(self._provider, exc, self._call, self._timeouts, "mid-stream") from None
 
     def _parse(self, payload: bytes) -> StreamEvent:
         event = _json_object(payload, f"provider {self._provider!r} sent a stream event")
         if "error" in event and "choices" not in event:
             raise UpstreamStatusError(f"provider {self._provider!r} reported an error mid-stream: {_error_message(payload, self._api_key)}", code="upstream_stream_error")
         return event
-

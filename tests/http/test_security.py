@@ -13,6 +13,7 @@ import pytest
 from gateway.config import ConfigError, parse_config
 from gateway.providers import build_provider
 from gateway.providers.openai import OpenAIProvider
+from gateway.upstream import UpstreamClient
 from gateway.testing.upstream import FakeUpstream, Reply
 from support import CLIENT_KEY, UPSTREAM_KEY, audit_path, fake_provider, free_port, read_audit, sdk_client, upstream_headers, wait_until
 
@@ -85,12 +86,13 @@ def test_provider_key_not_in_config_or_provider_reprs(upstream: FakeUpstream, mo
 
 async def test_provider_key_not_in_provider_repr(upstream: FakeUpstream) -> None:
     config = parse_config({"providers": {"fake": fake_provider(upstream.base_url)}, "models": {"m": {"targets": [{"provider": "fake"}]}}}, "inline")
-    async with aiohttp.ClientSession() as session:
-        provider = build_provider(config.providers["fake"], session)
-        assert isinstance(provider, OpenAIProvider)
-        assert UPSTREAM_KEY not in repr(provider)
-        assert UPSTREAM_KEY not in str(provider)
-        assert "fake" in repr(provider)
+    client = UpstreamClient()
+    provider = build_provider(config.providers["fake"], client)
+    assert isinstance(provider, OpenAIProvider)
+    assert UPSTREAM_KEY not in repr(provider)
+    assert UPSTREAM_KEY not in str(provider)
+    assert UPSTREAM_KEY not in repr(client)
+    assert "fake" in repr(provider)
 
 
 def test_provider_key_never_logged_or_returned_across_failures(

@@ -1,6 +1,6 @@
 """The `openai` provider adapter on its own, against the fake upstream (a real server on 127.0.0.1).
 
-Each upstream failure must come out as the most specific `gateway.errors` class; nothing from aiohttp leaks.
+Each upstream failure must come out as the most specific `gateway.errors` class; nothing from the upstream client leaks.
 """
 
 from __future__ import annotations
@@ -10,7 +10,6 @@ import socket
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
-import aiohttp
 import pytest
 
 from gateway.config.model import ProviderConfig, UpstreamTimeouts
@@ -26,6 +25,7 @@ from gateway.exchange import Endpoint
 from gateway.providers.base import UpstreamCall
 from gateway.providers.openai import OpenAIProvider
 from gateway.secret import Secret
+from gateway.upstream import UpstreamClient
 from gateway.testing.upstream import FakeUpstream, Reply
 from support import UPSTREAM_KEY, free_port, upstream_headers
 
@@ -49,14 +49,15 @@ def provider_config(base_url: str, **timeouts: float) -> ProviderConfig:
 
 
 @pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as client_session:
-        yield client_session
+async def client() -> AsyncIterator[UpstreamClient]:
+    upstream_client = UpstreamClient()
+    yield upstream_client
+    await upstream_client.close()
 
 
 @pytest.fixture
-def provider(upstream: FakeUpstream, session: aiohttp.ClientSession) -> OpenAIProvider:
-    return OpenAIProvider(provider_config(upstream.base_url), session)
+def provider(upstream: FakeUpstream, client: UpstreamClient) -> OpenAIProvider:
+    return OpenAIProvider(provider_config(upstream.base_url), client)
 
 
 # -- what goes out ---------------------------------------------------------------------------------------------
@@ -79,9 +80,9 @@ async def test_endpoint_paths(provider: OpenAIProvider, upstream: FakeUpstream, 
     assert upstream.received[0].path == path
 
 
-async def test_keyless_provider_sends_no_authorization(upstream: FakeUpstream, session: aiohttp.ClientSession) -> None:
+async def test_keyless_provider_sends_no_authorization(upstream: FakeUpstream, client: UpstreamClient) -> None:
     keyless = ProviderConfig(name="local", kind="openai", base_url=upstream.base_url)
-    await OpenAIProvider(keyless, session).send(call(request_id=""))
+    await OpenAIProvider(keyless, client).send(call(request_id=""))
     headers = upstream_headers(upstream.received[0])
     assert "authorization" not in headers
     assert "x-request-id" not in headers
@@ -146,8 +147,8 @@ async def test_upstream_error_wording_is_kept(provider: OpenAIProvider, upstream
     assert caught.value.message == f"provider 'fake' failed with HTTP 500: {message}"
 
 
-async def test_connection_refused(session: aiohttp.ClientSession) -> None:
-    provider = OpenAIProvider(provider_config(f"http://127.0.0.1:{free_port()}/v1"), session)
+async def test_connection_refused(client: UpstreamClient) -> None:
+    provider = OpenAIProvider(provider_config(f"http://127.0.0.1:{free_port()}/v1"), client)
     with pytest.raises(UpstreamConnectError) as caught:
         await provider.send(call())
     assert caught.value.code == "upstream_connect_error"
@@ -175,16 +176,16 @@ def unaccepting_port() -> Iterator[int]:
         listener.close()
 
 
-async def test_connect_timeout(session: aiohttp.ClientSession, unaccepting_port: int) -> None:
-    provider = OpenAIProvider(provider_config(f"http://127.0.0.1:{unaccepting_port}/v1", connect_s=0.2), session)
+async def test_connect_timeout(client: UpstreamClient, unaccepting_port: int) -> None:
+    provider = OpenAIProvider(provider_config(f"http://127.0.0.1:{unaccepting_port}/v1", connect_s=0.2), client)
     with pytest.raises(UpstreamTimeout) as caught:
         await provider.send(call())
     assert caught.value.status == 504
     assert caught.value.code == "upstream_connect_timeout"
 
 
-async def test_first_byte_timeout(upstream: FakeUpstream, session: aiohttp.ClientSession) -> None:
-    provider = OpenAIProvider(provider_config(upstream.base_url, first_byte_s=0.2), session)
+async def test_first_byte_timeout(upstream: FakeUpstream, client: UpstreamClient) -> None:
+    provider = OpenAIProvider(provider_config(upstream.base_url, first_byte_s=0.2), client)
     upstream.enqueue(Reply(delay_s=3))
     with pytest.raises(UpstreamTimeout) as caught:
         await provider.send(call())
@@ -234,9 +235,9 @@ STREAM_ERRORS = [
 
 @pytest.mark.parametrize(("reply", "timeouts", "error_class", "code", "before"), STREAM_ERRORS)
 async def test_stream_failures_midway(
-    upstream: FakeUpstream, session: aiohttp.ClientSession, reply: Reply, timeouts: dict[str, float], error_class: type[UpstreamError], code: str, before: int
+    upstream: FakeUpstream, client: UpstreamClient, reply: Reply, timeouts: dict[str, float], error_class: type[UpstreamError], code: str, before: int
 ) -> None:
-    provider = OpenAIProvider(provider_config(upstream.base_url, **timeouts), session)
+    provider = OpenAIProvider(provider_config(upstream.base_url, **timeouts), client)
     upstream.enqueue(reply)
     stream = await provider.open_stream(call(STREAM_BODY))
     events: list[dict[str, Any]] = []
@@ -308,9 +309,9 @@ async def test_connection_of_an_unfinished_stream_is_not_reused(provider: OpenAI
     assert first.peer_port != second.peer_port
 
 
-async def test_a_slow_first_byte_is_bounded_by_first_byte_s_not_idle_s(upstream: FakeUpstream, session: aiohttp.ClientSession) -> None:
+async def test_a_slow_first_byte_is_bounded_by_first_byte_s_not_idle_s(upstream: FakeUpstream, client: UpstreamClient) -> None:
     # A model may think for long before its headers (non-streamed replies); idle_s only bounds the gaps after.
-    provider = OpenAIProvider(provider_config(upstream.base_url, first_byte_s=5, idle_s=0.2), session)
+    provider = OpenAIProvider(provider_config(upstream.base_url, first_byte_s=5, idle_s=0.2), client)
     upstream.enqueue(Reply(delay_s=0.6))
     reply = await provider.send(call())
     assert reply["choices"][0]["message"]["content"].startswith("echo")
