@@ -95,6 +95,7 @@ class UpstreamClient:
                 connection.close()
             if len(self._connections) + self._connecting < self._limit:
                 return await self._connect(loop, origin, connect_s, deadline)
+            self._close_oldest_idle()  # idle connections to other origins must not starve this one
             await self._wait_for_room(loop, deadline)
 
     async def _connect(self, loop: asyncio.AbstractEventLoop, origin: Origin, connect_s: float, deadline: float) -> UpstreamConnection:
@@ -149,6 +150,16 @@ class UpstreamClient:
         if idle and connection in idle:
             idle.remove(connection)
         self._wake_one()
+
+    def _close_oldest_idle(self) -> None:
+        """Make room at the limit: close the longest-idle connection (its loss wakes a waiter)."""
+        oldest: UpstreamConnection | None = None
+        for idle in self._idle.values():
+            if idle and (oldest is None or idle[0].idle_since < oldest.idle_since):
+                oldest = idle[0]
+        if oldest is not None:
+            self._idle[oldest.origin].remove(oldest)
+            oldest.close()
 
     def _close_expired(self) -> None:
         self._sweep = None

@@ -33,11 +33,16 @@ class Origin:
     def of(cls, url: str) -> tuple[Origin, str]:
         """The origin of an http(s) URL and its path without the trailing slash ("" for none)."""
         parts = urlsplit(url)
+        if parts.username or parts.password:  # not echoed: the URL holds a secret
+            raise ValueError("a base URL takes no credentials: set the provider key with api_key")
         if parts.scheme not in DEFAULT_PORTS or not parts.hostname:
             raise ValueError(f"not an http(s) URL with a host: {url!r}")
-        if parts.query or parts.fragment or parts.username or parts.password:
+        if parts.query or parts.fragment or "?" in url or "#" in url:
             raise ValueError(f"a base URL takes no query, fragment or credentials: {url!r}")
-        return cls(parts.scheme, parts.hostname, parts.port or DEFAULT_PORTS[parts.scheme]), parts.path.rstrip("/")
+        port = parts.port  # raises ValueError for a port out of range
+        if port == 0:
+            raise ValueError(f"port 0 in a base URL: {url!r}")
+        return cls(parts.scheme, parts.hostname, port or DEFAULT_PORTS[parts.scheme]), parts.path.rstrip("/")
 
 
 def check_header(name: str, value: str) -> None:

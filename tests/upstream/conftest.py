@@ -1,0 +1,14 @@
+"""Every async upstream client test runs twice: on asyncio's own loop and on uvloop, which the gateway's
+workers use (its transports differ: uvloop's TCPTransport is not an `asyncio.Transport` subclass, for one)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Mapping
+
+import pytest
+import uvloop
+
+
+def pytest_asyncio_loop_factories(config: pytest.Config, item: pytest.Item) -> Mapping[str, Callable[[], asyncio.AbstractEventLoop]]:
+    return {"asyncio": asyncio.new_event_loop, "uvloop": uvloop.new_event_loop}
