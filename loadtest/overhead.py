@@ -784,11 +784,12 @@ async def profile(target: Target, args: argparse.Namespace, workdir: Path, stamp
     spy = await asyncio.create_subprocess_exec(*argv, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE, start_new_session=True)
     try:
         await asyncio.sleep(0.5)
-        request = build_request(target.port, CHAT_PATH, CHAT_BODY)
+        stream = args.profile == "stream"
+        body = STREAM_BODY if stream else CHAT_BODY
         if args.wrk:
-            await run_wrk(args.wrk, target.port, CHAT_PATH, CHAT_BODY, args.concurrency, seconds + 1, workdir)
+            await run_wrk(args.wrk, target.port, CHAT_PATH, body, args.concurrency, seconds + 1, workdir)
         else:
-            await closed_loop(target.port, request, False, args.concurrency, seconds + 1)
+            await closed_loop(target.port, build_request(target.port, CHAT_PATH, body), stream, args.concurrency, seconds + 1)
         await asyncio.wait_for(spy.wait(), 30)
     finally:
         if spy.returncode is None:
@@ -1164,7 +1165,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="comma-separated subset to run (gateway-policies: 1 worker enforcing the shipped packs; "
                         "gateway-redis: 1 worker with the audit trail in a local Redis)")
     parser.add_argument("--loadgen", choices=("auto", "wrk", "python"), default="auto", help="saturation client: wrk when installed (auto), or the built-in one")
-    parser.add_argument("--profile", action="store_true", help="also record py-spy profiles (raw collapsed stacks) of gateway and passthrough at saturation")
+    parser.add_argument("--profile", nargs="?", const="chat", choices=("chat", "stream"),
+                        help="also record py-spy profiles (raw collapsed stacks) of gateway and passthrough at saturation, of plain chat (the default) or streamed chat")
     parser.add_argument("--rounds", type=int, default=None, help="rounds, each with fresh proxy processes, targets in turns; medians reported (default 3; --quick: 1)")
     parser.add_argument("--quick", action="store_true", help="short smoke run (2 s phases)")
     parser.add_argument("--keep-workdir", action="store_true", help="keep the temporary directory (configs, logs)")

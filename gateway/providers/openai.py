@@ -68,7 +68,7 @@ class OpenAIProvider:
             raise _failure(self.name, exc, call, self._timeouts, "while sending its reply") from None
         finally:
             response.release()
-        return _json_object(raw, f"provider {self.name!r} answered with a body")
+        return _json_object(raw, self.name, "answered with a body")
 
     async def open_stream(self, call: UpstreamCall) -> OpenAIStream:
         response = await self._post(call)
@@ -135,14 +135,16 @@ def _failure(provider: str, exc: UpstreamClientError, call: UpstreamCall, timeou
     return UpstreamBadResponse(f"provider {provider!r} sent {exc}")
 
 
-def _json_object(raw: bytes, what: str) -> dict[str, Any]:
-    """Upstream JSON that must be an object; anything else is the provider breaking the protocol."""
+def _json_object(raw: bytes, provider: str, what: str) -> dict[str, Any]:
+    """Upstream JSON that must be an object; anything else is the provider breaking the protocol.
+
+    Runs once per stream event: the error message is only put together when there is an error."""
     try:
         value = orjson.loads(raw)
     except orjson.JSONDecodeError:
-        raise UpstreamBadResponse(f"{what} that is not JSON") from None
+        raise UpstreamBadResponse(f"provider {provider!r} {what} that is not JSON") from None
     if not isinstance(value, dict):
-        raise UpstreamBadResponse(f"{what} that is JSON but not an object")
+        raise UpstreamBadResponse(f"provider {provider!r} {what} that is JSON but not an object")
     return value
 
 
@@ -236,7 +238,7 @@ class OpenAIStream:
             raise _failure(self._provider, exc, self._call, self._timeouts, "mid-stream") from None
 
     def _parse(self, payload: bytes) -> StreamEvent:
-        event = _json_object(payload, f"provider {self._provider!r} sent a stream event")
+        event = _json_object(payload, self._provider, "sent a stream event")
         if "error" in event and "choices" not in event:
             raise UpstreamStatusError(f"provider {self._provider!r} reported an error mid-stream: {_error_message(payload, self._api_key)}", code="upstream_stream_error")
         return event

@@ -50,6 +50,8 @@ class SSEDecoder:
 
     @staticmethod
     def _data_of(block: bytes) -> bytes | None:
+        if block.startswith(b"data: ") and b"\n" not in block:  # the usual event: one data line
+            return block[6:]
         data: list[bytes] = []
         for line in block.split(b"\n"):
             if line.startswith(b"data:"):
