@@ -1,3 +1,3 @@
 """Runtime control gateway: an OpenAI-compatible async proxy that governs every model call."""
 
-__version__ = "0.3.0"
+__version__ = "0.3.1"

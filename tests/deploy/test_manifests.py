@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 import yaml
 
+from gateway import __version__
 from gateway.config import GatewayConfig, parse_config
 from gateway.config.yaml_source import load_yaml_text
 from gateway.metrics import Metrics
@@ -248,7 +249,7 @@ def test_kustomization_lists_every_manifest_except_the_example_secret() -> None:
 def test_deployment_runs_the_image_with_three_replicas(deployment: dict[str, Any], container: dict[str, Any]) -> None:
     assert deployment["apiVersion"] == "apps/v1"
     assert deployment["spec"]["replicas"] == 3
-    assert container["image"] == "runtime-control-gateway:0.3.0"
+    assert container["image"] == f"runtime-control-gateway:{__version__}"
     assert selects(deployment["spec"]["selector"]["matchLabels"], deployment["spec"]["template"]["metadata"]["labels"])
 
 
