@@ -7,6 +7,7 @@ for up to `limits.drain_timeout_s`, flushes the audit writer, and exits 0.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import signal
 
@@ -17,6 +18,17 @@ from gateway.config.model import GatewayConfig
 from gateway.http.app import RELOADER, build_app
 
 log = logging.getLogger(__name__)
+
+
+def freeze_startup_heap() -> None:
+    """Move everything built at startup (modules, compiled policies, the app) out of the garbage
+    collector's sight. A full collection walks every tracked object: about 50,000 here, which cost
+    30-50 ms per gen2 pass on the benchmark machine, a pause that lands in the p99 of requests arriving
+    during it. Frozen, the pass only walks what was allocated since. The cost: reference cycles among
+    frozen objects (the startup policy bundle, once a reload replaces it) are never collected, a bounded
+    one-time leak."""
+    gc.collect()
+    gc.freeze()
 
 
 async def serve_forever(config: GatewayConfig, *, reuse_port: bool, ready: asyncio.Event | None = None) -> None:
@@ -39,6 +51,7 @@ async def serve_forever(config: GatewayConfig, *, reuse_port: bool, ready: async
     loop.add_signal_handler(signal.SIGHUP, reload_policies)
     try:
         await site.start()
+        freeze_startup_heap()
         log.info("gateway listening on http://%s:%d (config: %s)", config.listen.host, config.listen.port, config.source)
         if ready is not None:
             ready.set()
