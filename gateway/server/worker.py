@@ -19,16 +19,26 @@ from gateway.http.app import RELOADER, build_app
 
 log = logging.getLogger(__name__)
 
+YOUNG_GC_THRESHOLD = 20_000  # allocations (net) between young-generation collections; CPython's default is 700
 
-def freeze_startup_heap() -> None:
-    """Move everything built at startup (modules, compiled policies, the app) out of the garbage
-    collector's sight. A full collection walks every tracked object: about 50,000 here, which cost
-    30-50 ms per gen2 pass on the benchmark machine, a pause that lands in the p99 of requests arriving
-    during it. Frozen, the pass only walks what was allocated since. The cost: reference cycles among
-    frozen objects (the startup policy bundle, once a reload replaces it) are never collected, a bounded
-    one-time leak."""
+
+def tune_garbage_collection() -> None:
+    """Keep the garbage collector's pauses off the request path.
+
+    Freeze the startup heap (modules, compiled policies, the app): a full collection walked its ~50,000
+    objects in 30-50 ms on the benchmark machine, a pause that lands in the p99 of requests arriving
+    during it; frozen, the pass walks only what was allocated since (about 1 ms). The cost: reference
+    cycles among frozen objects (the startup policy bundle, once a reload replaces it) are never freed,
+    a bounded one-time leak.
+
+    Raise the young-generation threshold: requests in flight keep a few thousand young objects alive, so
+    at the default of 700 the collector ran every ~100 requests only to walk live objects (the proxy path
+    makes no cyclic garbage); collections then cost ~1.5% of the worker's CPU in ~0.4 ms pauses.
+    """
     gc.collect()
     gc.freeze()
+    _, older, oldest = gc.get_threshold()
+    gc.set_threshold(YOUNG_GC_THRESHOLD, older, oldest)
 
 
 async def serve_forever(config: GatewayConfig, *, reuse_port: bool, ready: asyncio.Event | None = None) -> None:
@@ -51,7 +61,7 @@ async def serve_forever(config: GatewayConfig, *, reuse_port: bool, ready: async
     loop.add_signal_handler(signal.SIGHUP, reload_policies)
     try:
         await site.start()
-        freeze_startup_heap()
+        tune_garbage_collection()
         log.info("gateway listening on http://%s:%d (config: %s)", config.listen.host, config.listen.port, config.source)
         if ready is not None:
             ready.set()
