@@ -101,10 +101,10 @@ class LocalReviewStore:
         if connection is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             connection = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False)
-            connection.execute("PRAGMA journal_mode=WAL")  # readers never wait for the writer
             connection.execute("PRAGMA synchronous=NORMAL")  # durable across a crashed process; WAL keeps it consistent
             with self._lock:
                 if not self._ready:
+                    _use_wal(connection)  # a property of the file: once, before any other connection writes
                     connection.executescript(_SCHEMA)
                     self._ready = True
                 self._connections.append(connection)
@@ -312,6 +312,23 @@ class LocalReviewStore:
                 connection.close()
 
         await asyncio.to_thread(shut)
+
+
+def _use_wal(connection: sqlite3.Connection) -> None:
+    """Switch the file to write-ahead logging (readers never wait for the writer).
+
+    The switch needs the file to itself, and SQLite answers "database is locked" at once, without its
+    busy wait, when another connection is using it: so each store switches once, before its threads
+    write, and retries while another worker process is doing the same at startup."""
+    deadline = time.monotonic() + BUSY_TIMEOUT_S
+    while True:
+        try:
+            connection.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
 
 
 def _raised(outcome: ReviewItem | Exception) -> ReviewItem:

@@ -478,6 +478,18 @@ async def test_the_local_queue_survives_a_restart(tmp_path: Path) -> None:
     await restarted.close()
 
 
+async def test_a_fresh_local_queue_takes_concurrent_first_writes(tmp_path: Path) -> None:
+    """Every thread's first call opens its connection; switching the new file to WAL while another thread
+    writes used to fail at once with "database is locked" (SQLite does not busy-wait for that)."""
+    for attempt in range(20):
+        store = LocalReviewStore(tmp_path / str(attempt))
+        try:
+            outcomes = await asyncio.gather(*[store.create(item()) for _ in range(50)], return_exceptions=True)
+        finally:
+            await store.close()
+        assert [outcome for outcome in outcomes if isinstance(outcome, BaseException)] == []
+
+
 async def test_closing_the_local_queue_waits_for_calls_still_running(tmp_path: Path) -> None:
     """A cancelled task's call runs on in its thread; closing its connection under it would crash the process."""
     store = LocalReviewStore(tmp_path)
@@ -489,7 +501,7 @@ async def test_closing_the_local_queue_waits_for_calls_still_running(tmp_path: P
         call.cancel()  # as the sweeper is, at shutdown
     await store.close()
     outcomes = await asyncio.gather(*calls, return_exceptions=True)
-    assert all(outcome is None or isinstance(outcome, (list, asyncio.CancelledError, RuntimeError)) for outcome in outcomes)
+    assert all(outcome is None or isinstance(outcome, (list, asyncio.CancelledError, RuntimeError)) for outcome in outcomes), [o for o in outcomes if not (o is None or isinstance(o, (list, asyncio.CancelledError, RuntimeError)))]
     reopened = LocalReviewStore(tmp_path)
     assert len(await reopened.list(limit=1000)) <= len(created)
     await reopened.close()
