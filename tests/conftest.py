@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Iterator
+import socket
 from pathlib import Path
 from typing import Any
 
@@ -118,3 +119,24 @@ def redis_server() -> Iterator[RedisServer]:
 def redis_prefix(request: pytest.FixtureRequest) -> str:
     """A key prefix of this test's own, so tests sharing the session's Redis never see each other's keys."""
     return f"t{abs(hash(request.node.nodeid)) % 10**10}:"
+
+
+@pytest.fixture
+def unaccepting_port() -> Iterator[int]:
+    """A listener on 127.0.0.1 whose accept queue is full: new connections are never established."""
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(0)
+    port = int(listener.getsockname()[1])
+    fillers = []
+    for _ in range(4):
+        filler = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        filler.setblocking(False)
+        filler.connect_ex(("127.0.0.1", port))
+        fillers.append(filler)
+    try:
+        yield port
+    finally:
+        for filler in fillers:
+            filler.close()
+        listener.close()

@@ -6,8 +6,7 @@ Each upstream failure must come out as the most specific `gateway.errors` class;
 from __future__ import annotations
 
 import asyncio
-import socket
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -153,27 +152,6 @@ async def test_connection_refused(client: UpstreamClient) -> None:
         await provider.send(call())
     assert caught.value.code == "upstream_connect_error"
     assert "cannot connect to provider 'fake'" in caught.value.message
-
-
-@pytest.fixture
-def unaccepting_port() -> Iterator[int]:
-    """A listener on 127.0.0.1 whose accept queue is full: new connections are never established."""
-    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(0)
-    port = listener.getsockname()[1]
-    fillers = []
-    for _ in range(4):
-        filler = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        filler.setblocking(False)
-        filler.connect_ex(("127.0.0.1", port))
-        fillers.append(filler)
-    try:
-        yield port
-    finally:
-        for filler in fillers:
-            filler.close()
-        listener.close()
 
 
 async def test_connect_timeout(client: UpstreamClient, unaccepting_port: int) -> None:

@@ -10,10 +10,9 @@ from __future__ import annotations
 import asyncio
 import gzip
 import hashlib
-import socket
 import ssl
 import zlib
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -875,27 +874,6 @@ async def test_deadline_bounds_the_body_too(client: UpstreamClient, raw_server: 
     assert caught.value.stage == "deadline"
     assert elapsed_since(start) < 0.6
     response.release()
-
-
-@pytest.fixture
-def unaccepting_port() -> Iterator[int]:
-    """A listener on 127.0.0.1 whose accept queue is full: new connections are never established."""
-    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(0)
-    port = int(listener.getsockname()[1])
-    fillers = []
-    for _ in range(4):
-        filler = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        filler.setblocking(False)
-        filler.connect_ex(("127.0.0.1", port))
-        fillers.append(filler)
-    try:
-        yield port
-    finally:
-        for filler in fillers:
-            filler.close()
-        listener.close()
 
 
 async def test_connect_timeout(client: UpstreamClient, unaccepting_port: int) -> None:
