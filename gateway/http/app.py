@@ -7,7 +7,6 @@ the audit writer) live in `cleanup_ctx` and are torn down in reverse order after
 from __future__ import annotations
 
 import logging
-import ssl
 from collections.abc import AsyncIterator
 
 import aiohttp
@@ -82,18 +81,11 @@ def review_store(config: GatewayConfig) -> ReviewStore:
     return LocalReviewStore(config.store.local_dir, review.max_deliveries, retention_s=review.retention_s)
 
 
-def upstream_client(config: GatewayConfig) -> UpstreamClient:
-    """The providers' connection pool. The TLS context (the system CA bundle, read from disk) is built
-    here at startup when a provider needs it, not on the event loop's first HTTPS connect."""
-    tls = any(provider.base_url.startswith("https://") for provider in config.providers.values())
-    return UpstreamClient(config.limits.upstream_connections, ssl_context=ssl.create_default_context() if tls else None)
-
-
 async def build_app(config: GatewayConfig) -> web.Application:
     """Must run inside the worker's event loop (the client sessions bind to it)."""
     metrics = Metrics()
     limits = config.limits
-    upstream = upstream_client(config)
+    upstream = UpstreamClient(limits.upstream_connections)  # the providers' pool; each prepares its origin
     providers = {name: build_provider(provider, upstream) for name, provider in config.providers.items()}
     # Policy webhooks (remote checks) go through aiohttp: any URL, off the provider hot path.
     connector = aiohttp.TCPConnector(limit=limits.upstream_connections, limit_per_host=0, keepalive_timeout=30, ttl_dns_cache=300)

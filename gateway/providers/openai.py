@@ -50,6 +50,7 @@ class OpenAIProvider:
         self._timeouts = config.timeouts
         self._api_key = config.api_key  # a Secret: only to mask it in what the provider says back
         self._origin, path = Origin.of(config.base_url)
+        client.prepare(self._origin)
         # No redirects are followed: base_url is the trust boundary, and the key must not go anywhere else.
         headers = {"content-type": "application/json", "accept-encoding": "gzip, deflate"}
         headers.update((name.lower(), value) for name, value in config.headers.items())

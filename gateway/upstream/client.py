@@ -55,6 +55,12 @@ class UpstreamClient:
             connection.close()
             raise
 
+    def prepare(self, origin: Origin) -> None:
+        """Get ready for `origin` at startup: for HTTPS, build the TLS context now (it reads the system CA
+        bundle from disk) rather than on the event loop's first connect."""
+        if origin.tls:
+            self._tls_context()
+
     def release(self, connection: UpstreamConnection) -> None:
         """Back to the idle list when its reply was read to the end, else closed."""
         if not connection.reusable or self._closed:
@@ -163,14 +169,15 @@ class UpstreamClient:
 
     def _close_expired(self) -> None:
         self._sweep = None
-        now = asyncio.get_running_loop().time()
+        loop = asyncio.get_running_loop()
+        now = loop.time()
         for idle in self._idle.values():
             for connection in [c for c in idle if now - c.idle_since >= self._keepalive_s]:
                 connection.close()  # _forget removes it
         if any(self._idle.values()):
-            self._sweep = asyncio.get_running_loop().call_later(self._keepalive_s, self._close_expired)
+            self._sweep = loop.call_later(self._keepalive_s, self._close_expired)
 
     def _tls_context(self) -> ssl.SSLContext:
         if self._ssl_context is None:
-            self._ssl_context = ssl.create_default_context()  # once per worker: loads the system CA bundle
+            self._ssl_context = ssl.create_default_context()  # once per client: loads the system CA bundle
         return self._ssl_context

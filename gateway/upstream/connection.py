@@ -47,7 +47,7 @@ class UpstreamConnection(asyncio.Protocol):
     # -- the request side ----------------------------------------------------------------------------------------
     @property
     def usable(self) -> bool:
-        """Idle, open, and its last reply was read to the end on a keep-alive connection."""
+        """Open, and nothing has gone wrong on it (`reusable` adds: its last reply was read to the end)."""
         return self._transport is not None and not self._transport.is_closing() and self._error is None
 
     @property
@@ -100,14 +100,14 @@ class UpstreamConnection(asyncio.Protocol):
         self._high_water = max_bytes + 1
         if self._buffered < self._high_water:
             self._resume_reading()  # paused by body that arrived before this call, under the streaming mark
-        while not self._complete:
+        while True:
             if self._buffered > max_bytes:
                 raise InvalidResponse(f"a reply body larger than {max_bytes} bytes")
+            if self._complete:
+                break
             if self._error is not None:
                 raise self._error
             await self._wait(self._loop.time() + idle_s, deadline, "idle")
-        if self._buffered > max_bytes:
-            raise InvalidResponse(f"a reply body larger than {max_bytes} bytes")
         body = b"".join(self._body)
         self._body.clear()
         self._buffered = 0
